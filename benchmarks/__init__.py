@@ -1,0 +1,1 @@
+"""`layerfs bench`: workloads and the runner."""

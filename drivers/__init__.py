@@ -1,0 +1,1 @@
+"""Built-in storage drivers, shipped as ``layerfs.drivers.<name>``."""

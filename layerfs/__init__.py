@@ -1,0 +1,45 @@
+"""layerfs: container image layers and copy-on-write snapshots through pluggable drivers.
+
+Layering of the package, bottom up (a module imports only from below):
+
+- ``errors``, ``_types``: the vocabulary (errors, Kind, Info, Usage, Mount, Change);
+- ``_sys``: raw syscalls; ``_run``: external commands; ``_mounting``: Mount values;
+- ``driver``: the storage-driver interface; ``_registry``: finding drivers;
+- ``_metadata``, ``_records``: the SQLite database and snapshot records;
+- ``_streams``, ``_apply``, ``_diff``, ``_export``, ``_lower``, ``_fstree``: layer tars and trees;
+- ``_store``: ``Store``, the snapshot API tying it all together;
+- ``cli``: the ``layerfs`` command.
+
+Built-in drivers live in ``layerfs.drivers.<name>``; ``layerfs bench`` in
+``layerfs.benchmarks``.
+"""
+
+from . import errors as errors
+from ._registry import available_drivers as available_drivers
+from ._store import Store as Store
+from ._store import default_root as default_root
+from ._store import open_store as open
+from ._types import Change as Change
+from ._types import ChangeKind as ChangeKind
+from ._types import Info as Info
+from ._types import Kind as Kind
+from ._types import Mount as Mount
+from ._types import Usage as Usage
+from .driver import Driver as Driver
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Store",
+    "open",
+    "Kind",
+    "Info",
+    "Usage",
+    "Mount",
+    "Change",
+    "ChangeKind",
+    "Driver",
+    "errors",
+    "available_drivers",
+    "default_root",
+]

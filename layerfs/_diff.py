@@ -1,0 +1,165 @@
+"""Changes between a layer and its parent, two ways.
+
+``compare_trees`` walks the parent's and the snapshot's full trees side by
+side (any driver). ``scan_diff_dir`` reads an overlay upper directory
+alone (``overlay``, ``fuse``): it touches only what changed, which is why
+native diff is many times faster on big images.
+
+Both yield ``DiffEntry`` values in sorted path order, parents before their
+children, which the exporter turns into tar entries and ``changes()``
+into ``Change`` values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from ._lower import is_opaque, is_whiteout, lookup
+from ._types import ChangeKind
+
+#: Never exported: the lost+found a fresh ext4 carries at its root.
+SKIP_TOP_LEVEL = frozenset({"lost+found"})
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffEntry:
+    """One changed path.
+
+    Attributes:
+        kind: add, modify or delete.
+        path: relative path, '/'-separated.
+        source: where to read the new entry from (None for deletes).
+        opaque: a directory that hides everything below it in the parent.
+    """
+
+    kind: ChangeKind
+    path: str
+    source: str | None
+    opaque: bool = False
+
+
+def _xattrs(path: str) -> dict[str, bytes]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return {}
+        raise
+    out = {}
+    for n in names:
+        if n.startswith(("trusted.overlay.", "user.overlay.")):
+            continue
+        try:
+            out[n] = os.getxattr(path, n, follow_symlinks=False)
+        except OSError:
+            continue
+    return out
+
+
+def same_entry(a_path: str, a: os.stat_result, b_path: str, b: os.stat_result) -> bool:
+    """True when two entries look identical (type, mode, owner, size, times, target, xattrs)."""
+    if stat.S_IFMT(a.st_mode) != stat.S_IFMT(b.st_mode):
+        return False
+    if (a.st_mode, a.st_uid, a.st_gid) != (b.st_mode, b.st_uid, b.st_gid):
+        return False
+    if stat.S_ISDIR(a.st_mode):
+        if a.st_mtime_ns != b.st_mtime_ns:
+            return False
+    elif stat.S_ISLNK(a.st_mode):
+        if os.readlink(a_path) != os.readlink(b_path):
+            return False
+    elif stat.S_ISCHR(a.st_mode) or stat.S_ISBLK(a.st_mode):
+        if a.st_rdev != b.st_rdev:
+            return False
+    elif stat.S_ISREG(a.st_mode):
+        # A changed link count means the hard-link structure changed: the
+        # file must be exported again so the new name can link to it.
+        if (a.st_size, a.st_mtime_ns, a.st_nlink) != (b.st_size, b.st_mtime_ns, b.st_nlink):
+            return False
+    return _xattrs(a_path) == _xattrs(b_path)
+
+
+def _scandir(path: str) -> dict[str, os.DirEntry[str]]:
+    try:
+        return {e.name: e for e in os.scandir(path)}
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+
+
+def _all_below(root: str, rel: str) -> Iterator[DiffEntry]:
+    for name, entry in sorted(_scandir(os.path.join(root, rel)).items()):
+        sub = f"{rel}/{name}" if rel else name
+        yield DiffEntry(ChangeKind.ADD, sub, entry.path)
+        if entry.is_dir(follow_symlinks=False):
+            yield from _all_below(root, sub)
+
+
+def compare_trees(old_root: Path | None, new_root: Path) -> Iterator[DiffEntry]:
+    """Yield the changes that turn the tree ``old_root`` (None: empty) into ``new_root``."""
+    old = str(old_root) if old_root is not None else None
+    new = str(new_root)
+
+    def walk(rel: str) -> Iterator[DiffEntry]:
+        old_entries = _scandir(os.path.join(old, rel)) if old is not None else {}
+        new_entries = _scandir(os.path.join(new, rel))
+        for name in sorted(old_entries.keys() | new_entries.keys()):
+            if not rel and name in SKIP_TOP_LEVEL:
+                continue
+            sub = f"{rel}/{name}" if rel else name
+            o = old_entries.get(name)
+            n = new_entries.get(name)
+            if n is None:
+                yield DiffEntry(ChangeKind.DELETE, sub, None)
+                continue
+            n_st = n.stat(follow_symlinks=False)
+            n_dir = stat.S_ISDIR(n_st.st_mode)
+            if o is None:
+                yield DiffEntry(ChangeKind.ADD, sub, n.path)
+                if n_dir:
+                    yield from _all_below(new, sub)
+                continue
+            o_st = o.stat(follow_symlinks=False)
+            o_dir = stat.S_ISDIR(o_st.st_mode)
+            if not same_entry(o.path, o_st, n.path, n_st):
+                yield DiffEntry(ChangeKind.MODIFY, sub, n.path)
+            if n_dir and o_dir:
+                yield from walk(sub)
+            elif n_dir:
+                yield from _all_below(new, sub)
+
+    yield from walk("")
+
+
+def scan_diff_dir(upper: Path, lowers: Sequence[Path], opaque_xattr: str) -> Iterator[DiffEntry]:
+    """Yield the changes recorded in the overlay upper directory ``upper``.
+
+    ``lowers`` (the parents' upper directories, nearest first) are read
+    only to tell *add* from *modify* and to list what an opaque directory
+    hides; file contents are never compared.
+    """
+    root = str(upper)
+
+    def walk(rel: str, parts: list[str], below_new: bool) -> Iterator[DiffEntry]:
+        for name, entry in sorted(_scandir(os.path.join(root, rel)).items()):
+            if not rel and name in SKIP_TOP_LEVEL:
+                continue
+            sub = f"{rel}/{name}" if rel else name
+            sub_parts = [*parts, name]
+            st = entry.stat(follow_symlinks=False)
+            if is_whiteout(st):
+                yield DiffEntry(ChangeKind.DELETE, sub, None)
+                continue
+            in_lower = not below_new and lookup(lowers, sub_parts, opaque_xattr) is not None
+            is_dir = stat.S_ISDIR(st.st_mode)
+            opaque = is_dir and is_opaque(entry.path, opaque_xattr)
+            kind = ChangeKind.MODIFY if in_lower else ChangeKind.ADD
+            yield DiffEntry(kind, sub, entry.path, opaque=opaque and in_lower)
+            if is_dir:
+                yield from walk(sub, sub_parts, below_new or not in_lower or opaque)
+
+    yield from walk("", [], not lowers)

@@ -1,0 +1,721 @@
+"""``Store``: the snapshot API over one root, one driver and one database.
+
+The store owns the metadata and the graph; the driver owns the bytes (see
+``layerfs.driver``). Each public method is one database transaction, or,
+where storage work cannot happen inside a transaction, an intent recorded
+first (state ``creating``, ``committing``, ``removing``, ``applying``)
+and cleared after. Opening a store resolves the intents of processes that
+died: interrupted creates, applies and removals are removed, interrupted
+commits are finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import json
+import os
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import BinaryIO
+
+from . import _owner, _records, errors
+from ._apply import DiffTarget, TreeTarget, apply_tar
+from ._diff import DiffEntry, compare_trees, scan_diff_dir
+from ._export import write_tar
+from ._keys import validate_key
+from ._lower import merged_names
+from ._metadata import DriverStateTable, Metadata
+from ._records import APPLYING, COMMITTING, CREATING, READY, REMOVING, Record
+from ._registry import DEFAULT_ORDER, load, unavailable_reason
+from ._streams import DigestReader, chain_id, decompressed
+from ._sys.mount import is_mountpoint
+from ._types import Change, ChangeKind, Info, Kind, Mount, Usage
+from .driver import Driver, SnapshotRef
+
+DIFF_ID_LABEL = "layerfs.diff-id"
+_MOUNTING, _MOUNTED, _UNMOUNTING, _TEMPORARY = "mounting", "mounted", "unmounting", "temporary"
+
+
+def _check_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
+    out = dict(labels or {})
+    for k, v in out.items():
+        if not isinstance(k, str) or not isinstance(v, str) or not k:
+            raise errors.InvalidArgument(f"label {k!r}={v!r}: labels are non-empty string keys and string values")
+    return out
+
+
+class Store:
+    """Snapshots and layers in one root directory, through one storage driver.
+
+    Terms (as in containerd): an *active* snapshot is writable and has a
+    *key*; ``commit`` turns it into a *committed* snapshot with a *name*,
+    the only kind that can be a *parent*; a *view* is a read-only snapshot
+    of a parent. Keys and names share one space.
+
+    Args:
+        root: the store directory (created when missing).
+        driver: driver name; None uses the one recorded in the store, or
+            probes ``overlay``, ``fuse``, ``copy`` for a new store.
+        options: driver options (strings); recorded, so reopening without
+            them reuses them.
+
+    Raises:
+        errors.FailedPrecondition: the store was made with another driver.
+        errors.Unsupported: the driver cannot run here (the reason says why).
+        errors.NotFound: no driver of that name is installed.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        driver: str | None = None,
+        options: Mapping[str, str] | None = None,
+    ) -> None:
+        self.root = Path(root).absolute()
+        self._closed = True
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o711)
+        except OSError as exc:
+            raise errors.from_oserror(exc, f"create store root {self.root}") from exc
+        self._meta = Metadata(self.root / "metadata.db")
+        try:
+            name, opts = self._settle_driver(driver, options)
+            cls = load(name)
+            home = self.root / name
+            home.mkdir(exist_ok=True, mode=0o711)
+            (self.root / "mounts").mkdir(exist_ok=True, mode=0o711)
+            self._driver: Driver = cls(home, opts, DriverStateTable(self._meta))
+        except BaseException:
+            self._meta.close()
+            raise
+        self.driver_name = name
+        self._closed = False
+        self._recover()
+
+    # -- opening -------------------------------------------------------------
+
+    def _settle_driver(
+        self, driver: str | None, options: Mapping[str, str] | None
+    ) -> tuple[str, dict[str, str]]:
+        with self._meta.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE name='driver'").fetchone()
+            recorded = None if row is None else str(row[0])
+            if recorded is not None and driver is not None and driver != recorded:
+                raise errors.FailedPrecondition(
+                    f"store {self.root} was created with driver {recorded!r}, not {driver!r}; "
+                    f"open it with driver={recorded!r} or use another root"
+                )
+            if recorded is None:
+                name = driver or _probe_default(self.root)
+                reason = unavailable_reason(name, self.root)
+                if reason is not None:
+                    raise errors.Unsupported(f"driver {name!r} cannot be used here: {reason}")
+                db.execute("INSERT INTO meta(name, value) VALUES ('driver', ?)", (name,))
+            else:
+                name = recorded
+            row = db.execute("SELECT value FROM meta WHERE name='driver_options'").fetchone()
+            opts: dict[str, str] = json.loads(row[0]) if row else {}
+            for k, v in (options or {}).items():
+                if not isinstance(k, str) or not isinstance(v, str):
+                    raise errors.InvalidArgument(f"driver option {k!r}={v!r}: options are strings")
+                opts[k] = v
+            db.execute(
+                "INSERT OR REPLACE INTO meta(name, value) VALUES ('driver_options', ?)",
+                (json.dumps(opts, sort_keys=True),),
+            )
+        return name, opts
+
+    def _recover(self) -> None:
+        """Resolve intents and mounts left by processes that died."""
+        self._problems(repair=True, with_driver=False)
+
+    def _problems(self, repair: bool, with_driver: bool = True) -> list[str]:
+        found: list[str] = []
+        with self._meta.transaction(write=False) as db:
+            records = _records.all_records(db)
+            mounts = _records.mount_rows(db)
+        by_id = {r.id: r for r in records}
+        for rec in records:
+            if rec.state == READY or _owner.is_alive(rec.owner):
+                continue
+            action = "finish the commit" if rec.state == COMMITTING else "remove its storage"
+            found.append(f"snapshot {rec.key!r} (id {rec.id}): interrupted {rec.state}; repair will {action}")
+            if repair:
+                self._resolve_intent(rec, by_id)
+        for m in mounts:
+            if m.state in (_MOUNTING, _UNMOUNTING, _TEMPORARY) and not _owner.is_alive(m.owner):
+                found.append(f"mount {m.target}: left {m.state} by a dead process; repair unmounts it")
+                if repair:
+                    self._drop_mount(m)
+            elif m.state == _MOUNTED and not m.direct and not _healthy_mount(m.target):
+                found.append(f"mount {m.target}: recorded but gone or broken; repair cleans it up")
+                if repair:
+                    self._drop_mount(m)
+        for rec in records:
+            if rec.parent_id is not None and rec.parent_id not in by_id:
+                found.append(f"snapshot {rec.key!r}: parent id {rec.parent_id} is missing (not repairable)")
+        if with_driver:
+            # Read the records again: a snapshot created meanwhile by another
+            # process must not look like an orphan to the driver.
+            known = {r.sid for r in records}
+            with self._meta.transaction(write=False) as db:
+                known |= {r.sid for r in _records.all_records(db)}
+            found.extend(self._driver.check(known, repair))
+        return found
+
+    def _resolve_intent(self, rec: Record, by_id: dict[int, Record]) -> None:
+        if rec.state == COMMITTING:
+            self._driver.commit(self._ref_from(rec, by_id))
+            with self._meta.transaction() as db:
+                _records.set_state(db, rec.id, READY, None)
+            return
+        for m in self._mount_rows(rec.id):
+            self._drop_mount(m)
+        self._driver.remove(rec.sid)
+        with self._meta.transaction() as db:
+            _records.delete(db, rec.id)
+
+    def _drop_mount(self, m: _records.MountRecord) -> None:
+        if not m.direct:
+            self._driver.unmount(str(m.snapshot_id), Path(m.target))
+            _rmdir_quiet(m.target, self.root / "mounts")
+        with self._meta.transaction() as db:
+            _records.delete_mount(db, m.target)
+
+    def _mount_rows(self, sid: int) -> list[_records.MountRecord]:
+        with self._meta.transaction(write=False) as db:
+            return _records.mount_rows(db, sid)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _live(self) -> None:
+        if self._closed:
+            raise errors.FailedPrecondition(f"store {self.root} is closed; open a new Store")
+
+    def _ref_from(self, rec: Record, by_id: dict[int, Record] | None = None) -> SnapshotRef:
+        parents: list[str] = []
+        pid = rec.parent_id
+        if by_id is not None:
+            while pid is not None and pid in by_id:
+                parents.append(str(pid))
+                pid = by_id[pid].parent_id
+        else:
+            with self._meta.transaction(write=False) as db:
+                parents = [p.sid for p in _records.ancestors(db, rec)]
+        return SnapshotRef(rec.sid, rec.key, rec.kind, tuple(parents))
+
+    def _get(self, key: str) -> Record:
+        validate_key(key)
+        with self._meta.transaction(write=False) as db:
+            return _records.get(db, key)
+
+    def _create(
+        self, key: str, kind: Kind, parent: str | None, labels: Mapping[str, str] | None, state: str
+    ) -> tuple[Record, SnapshotRef]:
+        """Insert a record with an intent and allocate its storage."""
+        labels_ = _check_labels(labels)
+        me = _owner.current()
+        with self._meta.transaction() as db:
+            parent_rec = None
+            if parent is not None:
+                validate_key(parent, "parent")
+                parent_rec = _records.find(db, parent)
+                if parent_rec is None or parent_rec.state != READY:
+                    raise errors.NotFound(f"parent {parent!r} of {key!r} does not exist; commit or apply it first")
+                if parent_rec.kind is not Kind.COMMITTED:
+                    raise errors.FailedPrecondition(
+                        f"parent {parent!r} of {key!r} is {parent_rec.kind.value}; only committed snapshots can be parents"
+                    )
+            rec = _records.insert(db, key, kind, parent_rec, labels_, state, me)
+            parents = tuple(p.sid for p in _records.ancestors(db, rec))
+        ref = SnapshotRef(rec.sid, key, kind, parents)
+        try:
+            self._driver.create(ref)
+        except BaseException:
+            self._discard(rec)
+            raise
+        return rec, ref
+
+    def _discard(self, rec: Record) -> None:
+        """Undo a half-made snapshot: storage first, then the record."""
+        try:
+            self._driver.remove(rec.sid)
+        finally:
+            with self._meta.transaction() as db:
+                _records.delete(db, rec.id)
+
+    # -- snapshots -------------------------------------------------------------
+
+    def prepare(self, key: str, parent: str | None = None, labels: Mapping[str, str] | None = None) -> list[Mount]:
+        """Create an active (writable) snapshot ``key`` on ``parent`` and return its mounts.
+
+        Raises:
+            errors.AlreadyExists: ``key`` is taken.
+            errors.NotFound: ``parent`` does not exist.
+            errors.FailedPrecondition: ``parent`` is not committed.
+            errors.InvalidArgument: malformed key or labels.
+        """
+        return self._new(key, Kind.ACTIVE, parent, labels)
+
+    def view(self, key: str, parent: str | None = None, labels: Mapping[str, str] | None = None) -> list[Mount]:
+        """Create a read-only view ``key`` of ``parent`` and return its mounts.
+
+        Raises: as ``prepare``.
+        """
+        return self._new(key, Kind.VIEW, parent, labels)
+
+    def _new(self, key: str, kind: Kind, parent: str | None, labels: Mapping[str, str] | None) -> list[Mount]:
+        self._live()
+        validate_key(key)
+        rec, ref = self._create(key, kind, parent, labels, CREATING)
+        with self._meta.transaction() as db:
+            _records.set_state(db, rec.id, READY, None)
+        return self._driver.mounts(ref)
+
+    def commit(self, name: str, key: str, labels: Mapping[str, str] | None = None) -> Info:
+        """Turn the active snapshot ``key`` into the committed snapshot ``name``.
+
+        Labels default to the active snapshot's labels.
+
+        Raises:
+            errors.NotFound: no snapshot ``key``.
+            errors.AlreadyExists: ``name`` is taken.
+            errors.FailedPrecondition: ``key`` is not active.
+            errors.Busy: ``key`` is mounted through this store; unmount it first.
+        """
+        self._live()
+        validate_key(name, "name")
+        rec = self._get(key)
+        if rec.kind is not Kind.ACTIVE:
+            raise errors.FailedPrecondition(f"snapshot {key!r} is {rec.kind.value}; only active snapshots can be committed")
+        if self._mount_rows(rec.id):
+            raise errors.Busy(f"snapshot {key!r} is mounted; unmount it before commit")
+        ref = self._ref_from(rec)
+        usage = self._driver.usage(ref)
+        labels_ = _check_labels(labels) if labels is not None else rec.labels
+        with self._meta.transaction() as db:
+            current = _records.get(db, key)
+            if current.id != rec.id or current.kind is not Kind.ACTIVE:
+                raise errors.FailedPrecondition(f"snapshot {key!r} changed during commit; retry")
+            if name != key and _records.find(db, name) is not None:
+                raise errors.AlreadyExists(f"snapshot {name!r} already exists; commit under another name")
+            _records.mark_committed(db, rec.id, name, labels_, COMMITTING, _owner.current())
+        committed = SnapshotRef(rec.sid, name, Kind.COMMITTED, ref.parents)
+        self._driver.commit(committed)
+        with self._meta.transaction() as db:
+            _records.set_state(db, rec.id, READY, None)
+            _records.set_usage(db, rec.id, usage.size, usage.inodes)
+            return _records.info(db, _records.get(db, name))
+
+    def remove(self, key: str) -> None:
+        """Remove the snapshot ``key`` and its storage.
+
+        Raises:
+            errors.NotFound: no snapshot ``key``.
+            errors.FailedPrecondition: it has children; remove them first.
+            errors.Busy: it is mounted through this store; unmount it first.
+        """
+        self._live()
+        rec = self._get(key)
+        with self._meta.transaction() as db:
+            rec = _records.get(db, key)
+            if _records.has_children(db, rec.id):
+                raise errors.FailedPrecondition(f"snapshot {key!r} has children; remove them first")
+            if _records.mount_rows(db, rec.id):
+                raise errors.Busy(f"snapshot {key!r} is mounted; unmount it before removing")
+            _records.set_state(db, rec.id, REMOVING, _owner.current())
+        self._driver.remove(rec.sid)
+        with self._meta.transaction() as db:
+            _records.delete(db, rec.id)
+
+    def stat(self, key: str) -> Info:
+        """Return the ``Info`` of ``key``. Raises ``errors.NotFound``."""
+        self._live()
+        validate_key(key)
+        with self._meta.transaction(write=False) as db:
+            return _records.info(db, _records.get(db, key))
+
+    def update(self, info: Info, *fieldpaths: str) -> Info:
+        """Write ``info.labels`` back; only labels can change.
+
+        Args:
+            info: the snapshot (by ``info.name``) with the wanted labels.
+            fieldpaths: ``"labels"`` replaces all labels, ``"labels.x"``
+                sets (or, when absent from ``info.labels``, deletes) one
+                label; none replaces all labels.
+
+        Raises:
+            errors.NotFound: no such snapshot.
+            errors.InvalidArgument: a field other than labels.
+        """
+        self._live()
+        wanted = _check_labels(info.labels)
+        with self._meta.transaction() as db:
+            rec = _records.get(db, info.name)
+            labels = dict(rec.labels)
+            if not fieldpaths or "labels" in fieldpaths:
+                labels = wanted
+            for path in fieldpaths:
+                if path == "labels":
+                    continue
+                if not path.startswith("labels.") or len(path) == len("labels."):
+                    raise errors.InvalidArgument(
+                        f"cannot update field {path!r} of {info.name!r}; only 'labels' and 'labels.<key>' can change"
+                    )
+                label = path[len("labels.") :]
+                if label in wanted:
+                    labels[label] = wanted[label]
+                else:
+                    labels.pop(label, None)
+            _records.set_labels(db, rec.id, labels)
+            return _records.info(db, _records.get(db, info.name))
+
+    def usage(self, key: str) -> Usage:
+        """Disk used by ``key``'s own storage (not its parents'). Raises ``errors.NotFound``."""
+        self._live()
+        rec = self._get(key)
+        if rec.kind is Kind.COMMITTED and rec.size is not None:
+            return Usage(rec.size, rec.inodes or 0)
+        return self._driver.usage(self._ref_from(rec))
+
+    def walk(self, *filters: str) -> Iterator[Info]:
+        """Yield every snapshot matching any of ``filters`` (containerd syntax), by name.
+
+        Raises:
+            errors.InvalidArgument: a malformed filter.
+        """
+        from ._filters import compile_filters
+
+        self._live()
+        match = compile_filters(filters)
+        with self._meta.transaction(write=False) as db:
+            infos = _records.infos(db)
+        return iter([i for i in infos if match(i)])
+
+    def mounts(self, key: str) -> list[Mount]:
+        """The mounts that give ``key``'s tree (to mount it yourself). Raises ``errors.NotFound``."""
+        self._live()
+        return self._driver.mounts(self._ref_from(self._get(key)))
+
+    # -- mounting ----------------------------------------------------------------
+
+    def mount(self, key: str, target: str | os.PathLike[str] | None = None) -> str:
+        """Mount ``key`` and return the path of its tree. Refcounted per target.
+
+        Without ``target`` the store picks ``<root>/mounts/<id>``; drivers
+        whose snapshots are plain directories (``copy``) return that
+        directory without mounting anything. Each call needs one
+        ``unmount``; the last one really unmounts.
+
+        Raises:
+            errors.NotFound: no snapshot ``key``.
+            errors.Busy: ``target`` holds another snapshot.
+            errors.Unsupported: mounting needs privileges this process lacks.
+        """
+        self._live()
+        rec = self._get(key)
+        ref = self._ref_from(rec)
+        direct = self._driver.direct_path(ref) if target is None else None
+        if direct is not None:
+            path = str(direct)
+        elif target is None:
+            path = str(self.root / "mounts" / rec.sid)
+        else:
+            path = os.path.realpath(target)
+        with self._meta.transaction() as db:
+            row = _records.mount_row(db, path)
+            if row is not None:
+                if row.snapshot_id != rec.id:
+                    raise errors.Busy(f"mount target {path} holds another snapshot; unmount it first")
+                _records.put_mount(db, _records.MountRecord(path, rec.id, row.refs + 1, row.state, row.owner, row.direct))
+                return path
+            _records.put_mount(db, _records.MountRecord(path, rec.id, 1, _MOUNTING, _owner.current(), direct is not None))
+        try:
+            if direct is None:
+                os.makedirs(path, exist_ok=True)
+                self._driver.mount(ref, Path(path))
+        except BaseException:
+            with self._meta.transaction() as db:
+                _records.delete_mount(db, path)
+            if direct is None:
+                _rmdir_quiet(path, self.root / "mounts")
+            raise
+        with self._meta.transaction() as db:
+            row = _records.mount_row(db, path)
+            if row is not None:
+                _records.put_mount(db, _records.MountRecord(path, rec.id, row.refs, _MOUNTED, row.owner, row.direct))
+        return path
+
+    def unmount(self, key: str, target: str | os.PathLike[str] | None = None) -> None:
+        """Drop one reference to a mount of ``key``; the last one unmounts (lazily).
+
+        Args:
+            target: which mount, when ``key`` is mounted in several places.
+
+        Raises:
+            errors.NotFound: ``key`` is not mounted (there).
+        """
+        self._live()
+        rec = self._get(key)
+        want = os.path.realpath(target) if target is not None else None
+        with self._meta.transaction() as db:
+            rows = [r for r in _records.mount_rows(db, rec.id) if r.state != _TEMPORARY]
+            if want is not None:
+                rows = [r for r in rows if r.target == want]
+            if not rows:
+                raise errors.NotFound(f"snapshot {key!r} is not mounted{' at ' + str(want) if want else ''}")
+            default = str(self.root / "mounts" / rec.sid)
+            row = next((r for r in rows if r.target == default), rows[0])
+            if row.refs > 1:
+                _records.put_mount(db, _records.MountRecord(row.target, rec.id, row.refs - 1, row.state, row.owner, row.direct))
+                return
+            _records.put_mount(db, _records.MountRecord(row.target, rec.id, 0, _UNMOUNTING, _owner.current(), row.direct))
+        self._drop_mount(_records.MountRecord(row.target, rec.id, 0, _UNMOUNTING, None, row.direct))
+
+    @contextlib.contextmanager
+    def mounted(self, key: str) -> Iterator[str]:
+        """``with store.mounted(key) as path:`` mounts for the block, then unmounts."""
+        path = self.mount(key)
+        try:
+            yield path
+        finally:
+            self.unmount(key, path)
+
+    @contextlib.contextmanager
+    def _temporary_tree(self, ref: SnapshotRef) -> Iterator[Path]:
+        """The tree of ``ref`` readable at a path, mounting it if the driver needs that."""
+        direct = self._driver.direct_path(ref)
+        if direct is not None:
+            yield direct
+            return
+        path = self.root / "mounts" / f"tmp-{uuid.uuid4().hex[:12]}"
+        with self._meta.transaction() as db:
+            _records.put_mount(db, _records.MountRecord(str(path), int(ref.id), 1, _TEMPORARY, _owner.current(), False))
+        try:
+            path.mkdir()
+            self._driver.mount(ref, path)
+            yield path
+        finally:
+            self._drop_mount(_records.MountRecord(str(path), int(ref.id), 0, _TEMPORARY, None, False))
+
+    @contextlib.contextmanager
+    def _hidden_snapshot(self, kind: Kind, parent: str | None) -> Iterator[tuple[Record, SnapshotRef]]:
+        """A snapshot under a key no user can spell, removed on exit unless kept."""
+        key = f"\x00{kind.value}-{uuid.uuid4().hex}"
+        rec, ref = self._create(key, kind, parent, None, APPLYING)
+        try:
+            yield rec, ref
+        except BaseException:
+            self._discard_if_present(rec)
+            raise
+        else:
+            if kind is Kind.VIEW:
+                self._discard_if_present(rec)
+
+    def _discard_if_present(self, rec: Record) -> None:
+        with self._meta.transaction(write=False) as db:
+            still = _records.by_id(db, rec.id)
+        if still is not None and still.state == APPLYING:
+            for m in self._mount_rows(rec.id):
+                self._drop_mount(m)
+            self._discard(rec)
+
+    # -- layers --------------------------------------------------------------------
+
+    def apply(self, fileobj: BinaryIO, parent: str | None = None, labels: Mapping[str, str] | None = None) -> Info:
+        """Apply an OCI layer tar (plain, gzip, zstd or xz) on ``parent`` and commit it.
+
+        The result is named by its OCI chain ID; applying the same layer on
+        the same parent again returns the existing snapshot. On any error
+        nothing is left behind.
+
+        Raises:
+            errors.InvalidArgument: not a tar, truncated, or an entry that
+                escapes the root (``..``, absolute path, link outside,
+                writing through a symlink).
+            errors.NotFound / errors.FailedPrecondition: bad ``parent``.
+        """
+        self._live()
+        extra = _check_labels(labels)
+        digest = DigestReader(decompressed(fileobj))
+        with self._hidden_snapshot(Kind.ACTIVE, parent) as (rec, ref):
+            dd = self._driver.diff_dir(ref)
+            lowers = self._lower_dirs(ref) if dd is not None else None
+            reader = io.BufferedReader(digest, buffer_size=1 << 20)
+            if dd is not None and lowers is not None:
+                apply_tar(reader, DiffTarget(dd.path, lowers, dd.opaque_xattr))  # type: ignore[arg-type]
+            else:
+                with self._temporary_tree(ref) as tree:
+                    apply_tar(reader, TreeTarget(tree))  # type: ignore[arg-type]
+            digest.read_rest()
+            parent_name = None
+            if rec.parent_id is not None:
+                with self._meta.transaction(write=False) as db:
+                    p = _records.by_id(db, rec.parent_id)
+                    parent_name = p.key if p else None
+            name = chain_id(parent_name, digest.digest)
+            usage = self._driver.usage(ref)
+            with self._meta.transaction() as db:
+                existing = _records.find(db, name)
+                if existing is None:
+                    _records.mark_committed(
+                        db, rec.id, name, {**extra, DIFF_ID_LABEL: digest.digest}, COMMITTING, _owner.current()
+                    )
+        if existing is not None:
+            self._discard_if_present(rec)
+            return self.stat(name)
+        self._driver.commit(SnapshotRef(rec.sid, name, Kind.COMMITTED, ref.parents))
+        with self._meta.transaction() as db:
+            _records.set_state(db, rec.id, READY, None)
+            _records.set_usage(db, rec.id, usage.size, usage.inodes)
+            return _records.info(db, _records.get(db, name))
+
+    def _lower_dirs(self, ref: SnapshotRef) -> list[Path] | None:
+        lowers = []
+        for pid in ref.parents:
+            dd = self._driver.diff_dir(SnapshotRef(pid, pid, Kind.COMMITTED))
+            if dd is None:
+                return None
+            lowers.append(dd.path)
+        return lowers
+
+    @contextlib.contextmanager
+    def _diff_entries(self, key: str) -> Iterator[tuple[Iterator[DiffEntry], SnapshotRef, list[Path] | None]]:
+        rec = self._get(key)
+        ref = self._ref_from(rec)
+        dd = self._driver.diff_dir(ref)
+        lowers = self._lower_dirs(ref) if dd is not None else None
+        if dd is not None and lowers is not None:
+            yield scan_diff_dir(dd.path, lowers, dd.opaque_xattr), ref, lowers
+            return
+        with contextlib.ExitStack() as stack:
+            new_tree = stack.enter_context(self._temporary_tree(ref))
+            old_tree = None
+            if rec.parent_id is not None:
+                with self._meta.transaction(write=False) as db:
+                    parent = _records.by_id(db, rec.parent_id)
+                assert parent is not None
+                _, view = stack.enter_context(self._hidden_snapshot(Kind.VIEW, parent.key))
+                old_tree = stack.enter_context(self._temporary_tree(view))
+            yield compare_trees(old_tree, new_tree), ref, None
+
+    def export(self, name: str) -> Iterator[bytes]:
+        """Yield the OCI layer tar of ``name`` against its parent, in chunks.
+
+        Deterministic: sorted entries, numeric owners, whiteouts for
+        deletions, opaque markers, no ``lost+found``.
+
+        Raises:
+            errors.NotFound: no snapshot ``name`` (raised on first iteration).
+        """
+        self._live()
+        with self._diff_entries(name) as (entries, _ref, _lowers):
+            yield from write_tar(entries)
+
+    def changes(self, name: str) -> list[Change]:
+        """The paths ``name`` adds, modifies and deletes relative to its parent, sorted.
+
+        Raises:
+            errors.NotFound: no snapshot ``name``.
+        """
+        self._live()
+        out: list[Change] = []
+        with self._diff_entries(name) as (entries, ref, lowers):
+            dd = self._driver.diff_dir(ref)
+            for e in entries:
+                out.append(Change(e.kind, e.path))
+                if e.opaque and dd is not None and lowers is not None:
+                    parts = e.path.split("/")
+                    present = set(os.listdir(os.path.join(dd.path, *parts)))
+                    for hidden in sorted(merged_names(lowers, parts, dd.opaque_xattr) - present):
+                        out.append(Change(ChangeKind.DELETE, f"{e.path}/{hidden}"))
+        return sorted(out, key=lambda c: c.path)
+
+    # -- upkeep ------------------------------------------------------------------------
+
+    def status(self) -> dict[str, object]:
+        """Facts about the store and its driver (JSON-serialisable)."""
+        self._live()
+        with self._meta.transaction(write=False) as db:
+            counts = dict(
+                db.execute("SELECT kind, COUNT(*) FROM snapshots WHERE state=? GROUP BY kind", (READY,)).fetchall()
+            )
+            mounted = db.execute("SELECT COUNT(*) FROM mounts").fetchone()[0]
+        return {
+            "root": str(self.root),
+            "driver": self.driver_name,
+            "snapshots": {k.value: int(counts.get(k.value, 0)) for k in Kind},
+            "mounts": int(mounted),
+            "driver_status": self._driver.status(),
+        }
+
+    def check(self, repair: bool = False) -> list[str]:
+        """Find inconsistencies; with ``repair`` fix those that can be fixed.
+
+        Returns:
+            One line per problem found (before repair), saying what repair does.
+        """
+        self._live()
+        return self._problems(repair)
+
+    def close(self) -> None:
+        """Release the driver and the database. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._driver.close()
+        finally:
+            self._meta.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r}, driver={self.driver_name!r})"
+
+
+def _probe_default(root: Path) -> str:
+    reasons = []
+    for name in DEFAULT_ORDER:
+        reason = unavailable_reason(name, root)
+        if reason is None:
+            return name
+        reasons.append(f"{name}: {reason}")
+    raise errors.Unsupported("no storage driver can run here: " + "; ".join(reasons))
+
+
+def _healthy_mount(target: str) -> bool:
+    try:
+        os.stat(target)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTCONN, errno.EIO, errno.ENOENT):
+            return False
+        raise
+    return is_mountpoint(target)
+
+
+def _rmdir_quiet(path: str | Path, only_under: Path) -> None:
+    if not str(path).startswith(str(only_under) + os.sep):
+        return
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+
+
+def default_root() -> Path:
+    """``/var/lib/layerfs`` for root, else ``$XDG_DATA_HOME/layerfs``."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/layerfs")
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "layerfs"
+
+
+def open_store(root: str | os.PathLike[str] | None = None, driver: str | None = None) -> Store:
+    """Open (or create) a store with the defaults: see ``default_root`` and ``Store``."""
+    return Store(root if root is not None else default_root(), driver=driver)

@@ -1,0 +1,1 @@
+"""Test helpers that outside drivers can run against themselves."""

@@ -48,7 +48,9 @@ def split_name(name: str) -> list[str]:
         raise errors.InvalidArgument(f"layer tar entry {name!r} is an absolute path; refused")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise errors.InvalidArgument(f"layer tar entry {name!r} escapes the root with '..'; refused")
+        raise errors.InvalidArgument(
+            f"layer tar entry {name!r} escapes the root with '..'; refused"
+        )
     return parts
 
 
@@ -107,18 +109,18 @@ class TreeTarget(_Target):
                     return False
                 if not create:
                     raise errors.InvalidArgument(
-                        f"layer tar entry {name!r}: {cur[len(self.root):]!r} does not exist"
+                        f"layer tar entry {name!r}: {cur[len(self.root) :]!r} does not exist"
                     ) from None
                 os.mkdir(cur, 0o755)
                 continue
             if stat.S_ISLNK(st.st_mode):
                 raise errors.InvalidArgument(
                     f"layer tar entry {name!r} goes through the symlink "
-                    f"{cur[len(self.root):]!r}; refused"
+                    f"{cur[len(self.root) :]!r}; refused"
                 )
             if not stat.S_ISDIR(st.st_mode):
                 raise errors.InvalidArgument(
-                    f"layer tar entry {name!r}: {cur[len(self.root):]!r} is not a directory"
+                    f"layer tar entry {name!r}: {cur[len(self.root) :]!r} is not a directory"
                 )
         return True
 
@@ -177,11 +179,11 @@ class DiffTarget(_Target):
                     raise errors.InvalidArgument(
                         f"layer tar entry {name!r} goes through the symlink "
                         f"{'/'.join(prefix)!r} of a lower layer; refused"
-                    )
+                    ) from None
                 if not stat.S_ISDIR(lst.st_mode):
                     raise errors.InvalidArgument(
                         f"layer tar entry {name!r}: {'/'.join(prefix)!r} is not a directory"
-                    )
+                    ) from None
                 os.mkdir(upper, 0o700)
                 _copy_dir_metadata(lower, upper, lst)
                 continue
@@ -273,11 +275,15 @@ def _write_file(path: str, member: tarfile.TarInfo, tar: tarfile.TarFile) -> Non
         os.close(fd)
 
 
-def _end_recording_tarinfo() -> type[tarfile.TarInfo]:
+class _EndRecording(tarfile.TarInfo):
+    saw_end: bool = False
+
+
+def _end_recording_tarinfo() -> type[_EndRecording]:
     """A TarInfo class that notes when it sees the zero block ending an archive."""
 
-    class EndRecordingTarInfo(tarfile.TarInfo):
-        saw_end = False
+    class EndRecordingTarInfo(_EndRecording):
+        pass
 
         @classmethod
         def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:  # type: ignore[override]

@@ -69,8 +69,10 @@ def _tarinfo(entry: DiffEntry, st: os.stat_result) -> tarfile.TarInfo:
     else:
         info.type = tarfile.REGTYPE
         info.size = st.st_size
+    headers = dict(info.pax_headers)
     for name, value in sorted(_xattrs(entry.source).items()):
-        info.pax_headers["SCHILY.xattr." + name] = value.decode("utf-8", "surrogateescape")
+        headers["SCHILY.xattr." + name] = value.decode("utf-8", "surrogateescape")
+    info.pax_headers = headers
     return info
 
 

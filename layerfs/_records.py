@@ -104,7 +104,9 @@ def ancestors(db: sqlite3.Connection, rec: Record) -> list[Record]:
     while pid is not None:
         parent = by_id(db, pid)
         if parent is None:
-            raise errors.Corrupt(f"snapshot {rec.key!r} has a missing ancestor (id {pid}); run check()")
+            raise errors.Corrupt(
+                f"snapshot {rec.key!r} has a missing ancestor (id {pid}); run check()"
+            )
         chain.append(parent)
         pid = parent.parent_id
     return chain
@@ -112,7 +114,10 @@ def ancestors(db: sqlite3.Connection, rec: Record) -> list[Record]:
 
 def has_children(db: sqlite3.Connection, sid: int) -> bool:
     """True when any record, in any state, names ``sid`` as its parent."""
-    return db.execute("SELECT 1 FROM snapshots WHERE parent_id=? LIMIT 1", (sid,)).fetchone() is not None
+    return (
+        db.execute("SELECT 1 FROM snapshots WHERE parent_id=? LIMIT 1", (sid,)).fetchone()
+        is not None
+    )
 
 
 def insert(
@@ -135,7 +140,16 @@ def insert(
     cur = db.execute(
         "INSERT INTO snapshots(key, kind, parent_id, labels, created, updated, state, owner)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (key, kind.value, parent.id if parent else None, json.dumps(labels), now, now, state, owner),
+        (
+            key,
+            kind.value,
+            parent.id if parent else None,
+            json.dumps(labels),
+            now,
+            now,
+            state,
+            owner,
+        ),
     )
     rec = by_id(db, int(cur.lastrowid or 0))
     assert rec is not None
@@ -148,7 +162,12 @@ def set_state(db: sqlite3.Connection, sid: int, state: str, owner: str | None) -
 
 
 def mark_committed(
-    db: sqlite3.Connection, sid: int, name: str, labels: dict[str, str], state: str, owner: str | None
+    db: sqlite3.Connection,
+    sid: int,
+    name: str,
+    labels: dict[str, str],
+    state: str,
+    owner: str | None,
 ) -> None:
     """Turn an active record into a committed one called ``name``."""
     db.execute(
@@ -165,7 +184,9 @@ def set_usage(db: sqlite3.Connection, sid: int, size: int, inodes: int) -> None:
 def set_labels(db: sqlite3.Connection, sid: int, labels: dict[str, str]) -> float:
     """Replace a record's labels; returns the new update time."""
     now = time.time()
-    db.execute("UPDATE snapshots SET labels=?, updated=? WHERE id=?", (json.dumps(labels), now, sid))
+    db.execute(
+        "UPDATE snapshots SET labels=?, updated=? WHERE id=?", (json.dumps(labels), now, sid)
+    )
     return now
 
 
@@ -229,16 +250,21 @@ class MountRecord:
 def mount_rows(db: sqlite3.Connection, sid: int | None = None) -> list[MountRecord]:
     """Mount rows, all or those of one snapshot."""
     sql = "SELECT target, snapshot_id, refs, state, owner, direct FROM mounts"
-    rows = db.execute(sql + (" WHERE snapshot_id=?" if sid is not None else ""), (() if sid is None else (sid,))).fetchall()
+    rows = db.execute(
+        sql + (" WHERE snapshot_id=?" if sid is not None else ""), (() if sid is None else (sid,))
+    ).fetchall()
     return [MountRecord(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
 
 
 def mount_row(db: sqlite3.Connection, target: str) -> MountRecord | None:
     """The mount row for ``target``, or None."""
     row = db.execute(
-        "SELECT target, snapshot_id, refs, state, owner, direct FROM mounts WHERE target=?", (target,)
+        "SELECT target, snapshot_id, refs, state, owner, direct FROM mounts WHERE target=?",
+        (target,),
     ).fetchone()
-    return None if row is None else MountRecord(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
+    return (
+        None if row is None else MountRecord(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
+    )
 
 
 def put_mount(db: sqlite3.Connection, m: MountRecord) -> None:

@@ -38,7 +38,7 @@ def load(name: str) -> type[Driver]:
         )
     try:
         cls = matches[0].load()
-    except ImportError as exc:
+    except (ImportError, AttributeError) as exc:
         raise errors.Unsupported(
             f"driver {name!r} cannot be imported ({exc}); install its dependencies"
         ) from exc

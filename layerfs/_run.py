@@ -48,5 +48,9 @@ def run(argv: Sequence[str], *, timeout: float = 60.0, input: str | bytes | None
     except sh.TimeoutException as exc:
         raise CommandFailed(argv, None, f"timed out after {timeout:g}s") from exc
     except sh.ErrorReturnCode as exc:
-        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr)
+        stderr = (
+            exc.stderr.decode(errors="replace")
+            if isinstance(exc.stderr, bytes)
+            else str(exc.stderr)
+        )
         raise CommandFailed(argv, exc.exit_code, stderr) from exc

@@ -25,6 +25,7 @@ from . import _owner, _records, errors
 from ._apply import DiffTarget, TreeTarget, apply_tar
 from ._diff import DiffEntry, compare_trees, scan_diff_dir
 from ._export import write_tar
+from ._faults import crash_point
 from ._keys import validate_key
 from ._lower import merged_names
 from ._metadata import DriverStateTable, Metadata
@@ -43,7 +44,9 @@ def _check_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
     out = dict(labels or {})
     for k, v in out.items():
         if not isinstance(k, str) or not isinstance(v, str) or not k:
-            raise errors.InvalidArgument(f"label {k!r}={v!r}: labels are non-empty string keys and string values")
+            raise errors.InvalidArgument(
+                f"label {k!r}={v!r}: labels are non-empty string keys and string values"
+            )
     return out
 
 
@@ -110,6 +113,7 @@ class Store:
                 )
             if recorded is None:
                 name = driver or _probe_default(self.root)
+                load(name)  # an unknown name is NotFound, not "unavailable"
                 reason = unavailable_reason(name, self.root)
                 if reason is not None:
                     raise errors.Unsupported(f"driver {name!r} cannot be used here: {reason}")
@@ -142,12 +146,16 @@ class Store:
             if rec.state == READY or _owner.is_alive(rec.owner):
                 continue
             action = "finish the commit" if rec.state == COMMITTING else "remove its storage"
-            found.append(f"snapshot {rec.key!r} (id {rec.id}): interrupted {rec.state}; repair will {action}")
+            found.append(
+                f"snapshot {rec.key!r} (id {rec.id}): interrupted {rec.state}; repair will {action}"
+            )
             if repair:
                 self._resolve_intent(rec, by_id)
         for m in mounts:
             if m.state in (_MOUNTING, _UNMOUNTING, _TEMPORARY) and not _owner.is_alive(m.owner):
-                found.append(f"mount {m.target}: left {m.state} by a dead process; repair unmounts it")
+                found.append(
+                    f"mount {m.target}: left {m.state} by a dead process; repair unmounts it"
+                )
                 if repair:
                     self._drop_mount(m)
             elif m.state == _MOUNTED and not m.direct and not _healthy_mount(m.target):
@@ -156,7 +164,9 @@ class Store:
                     self._drop_mount(m)
         for rec in records:
             if rec.parent_id is not None and rec.parent_id not in by_id:
-                found.append(f"snapshot {rec.key!r}: parent id {rec.parent_id} is missing (not repairable)")
+                found.append(
+                    f"snapshot {rec.key!r}: parent id {rec.parent_id} is missing (not repairable)"
+                )
         if with_driver:
             # Read the records again: a snapshot created meanwhile by another
             # process must not look like an orphan to the driver.
@@ -224,7 +234,9 @@ class Store:
                 validate_key(parent, "parent")
                 parent_rec = _records.find(db, parent)
                 if parent_rec is None or parent_rec.state != READY:
-                    raise errors.NotFound(f"parent {parent!r} of {key!r} does not exist; commit or apply it first")
+                    raise errors.NotFound(
+                        f"parent {parent!r} of {key!r} does not exist; commit or apply it first"
+                    )
                 if parent_rec.kind is not Kind.COMMITTED:
                     raise errors.FailedPrecondition(
                         f"parent {parent!r} of {key!r} is {parent_rec.kind.value}; only committed snapshots can be parents"
@@ -232,11 +244,13 @@ class Store:
             rec = _records.insert(db, key, kind, parent_rec, labels_, state, me)
             parents = tuple(p.sid for p in _records.ancestors(db, rec))
         ref = SnapshotRef(rec.sid, key, kind, parents)
+        crash_point(f"{state}:recorded")
         try:
             self._driver.create(ref)
         except BaseException:
             self._discard(rec)
             raise
+        crash_point(f"{state}:created")
         return rec, ref
 
     def _discard(self, rec: Record) -> None:
@@ -249,7 +263,9 @@ class Store:
 
     # -- snapshots -------------------------------------------------------------
 
-    def prepare(self, key: str, parent: str | None = None, labels: Mapping[str, str] | None = None) -> list[Mount]:
+    def prepare(
+        self, key: str, parent: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> list[Mount]:
         """Create an active (writable) snapshot ``key`` on ``parent`` and return its mounts.
 
         Raises:
@@ -260,14 +276,18 @@ class Store:
         """
         return self._new(key, Kind.ACTIVE, parent, labels)
 
-    def view(self, key: str, parent: str | None = None, labels: Mapping[str, str] | None = None) -> list[Mount]:
+    def view(
+        self, key: str, parent: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> list[Mount]:
         """Create a read-only view ``key`` of ``parent`` and return its mounts.
 
         Raises: as ``prepare``.
         """
         return self._new(key, Kind.VIEW, parent, labels)
 
-    def _new(self, key: str, kind: Kind, parent: str | None, labels: Mapping[str, str] | None) -> list[Mount]:
+    def _new(
+        self, key: str, kind: Kind, parent: str | None, labels: Mapping[str, str] | None
+    ) -> list[Mount]:
         self._live()
         validate_key(key)
         rec, ref = self._create(key, kind, parent, labels, CREATING)
@@ -290,7 +310,9 @@ class Store:
         validate_key(name, "name")
         rec = self._get(key)
         if rec.kind is not Kind.ACTIVE:
-            raise errors.FailedPrecondition(f"snapshot {key!r} is {rec.kind.value}; only active snapshots can be committed")
+            raise errors.FailedPrecondition(
+                f"snapshot {key!r} is {rec.kind.value}; only active snapshots can be committed"
+            )
         if self._mount_rows(rec.id):
             raise errors.Busy(f"snapshot {key!r} is mounted; unmount it before commit")
         ref = self._ref_from(rec)
@@ -301,10 +323,14 @@ class Store:
             if current.id != rec.id or current.kind is not Kind.ACTIVE:
                 raise errors.FailedPrecondition(f"snapshot {key!r} changed during commit; retry")
             if name != key and _records.find(db, name) is not None:
-                raise errors.AlreadyExists(f"snapshot {name!r} already exists; commit under another name")
+                raise errors.AlreadyExists(
+                    f"snapshot {name!r} already exists; commit under another name"
+                )
             _records.mark_committed(db, rec.id, name, labels_, COMMITTING, _owner.current())
         committed = SnapshotRef(rec.sid, name, Kind.COMMITTED, ref.parents)
+        crash_point("commit:marked")
         self._driver.commit(committed)
+        crash_point("commit:frozen")
         with self._meta.transaction() as db:
             _records.set_state(db, rec.id, READY, None)
             _records.set_usage(db, rec.id, usage.size, usage.inodes)
@@ -327,7 +353,9 @@ class Store:
             if _records.mount_rows(db, rec.id):
                 raise errors.Busy(f"snapshot {key!r} is mounted; unmount it before removing")
             _records.set_state(db, rec.id, REMOVING, _owner.current())
+        crash_point("remove:marked")
         self._driver.remove(rec.sid)
+        crash_point("remove:released")
         with self._meta.transaction() as db:
             _records.delete(db, rec.id)
 
@@ -429,14 +457,28 @@ class Store:
             row = _records.mount_row(db, path)
             if row is not None:
                 if row.snapshot_id != rec.id:
-                    raise errors.Busy(f"mount target {path} holds another snapshot; unmount it first")
-                _records.put_mount(db, _records.MountRecord(path, rec.id, row.refs + 1, row.state, row.owner, row.direct))
+                    raise errors.Busy(
+                        f"mount target {path} holds another snapshot; unmount it first"
+                    )
+                _records.put_mount(
+                    db,
+                    _records.MountRecord(
+                        path, rec.id, row.refs + 1, row.state, row.owner, row.direct
+                    ),
+                )
                 return path
-            _records.put_mount(db, _records.MountRecord(path, rec.id, 1, _MOUNTING, _owner.current(), direct is not None))
+            _records.put_mount(
+                db,
+                _records.MountRecord(
+                    path, rec.id, 1, _MOUNTING, _owner.current(), direct is not None
+                ),
+            )
+        crash_point("mount:recorded")
         try:
             if direct is None:
                 os.makedirs(path, exist_ok=True)
                 self._driver.mount(ref, Path(path))
+                crash_point("mount:mounted")
         except BaseException:
             with self._meta.transaction() as db:
                 _records.delete_mount(db, path)
@@ -446,7 +488,10 @@ class Store:
         with self._meta.transaction() as db:
             row = _records.mount_row(db, path)
             if row is not None:
-                _records.put_mount(db, _records.MountRecord(path, rec.id, row.refs, _MOUNTED, row.owner, row.direct))
+                _records.put_mount(
+                    db,
+                    _records.MountRecord(path, rec.id, row.refs, _MOUNTED, row.owner, row.direct),
+                )
         return path
 
     def unmount(self, key: str, target: str | os.PathLike[str] | None = None) -> None:
@@ -466,13 +511,25 @@ class Store:
             if want is not None:
                 rows = [r for r in rows if r.target == want]
             if not rows:
-                raise errors.NotFound(f"snapshot {key!r} is not mounted{' at ' + str(want) if want else ''}")
+                raise errors.NotFound(
+                    f"snapshot {key!r} is not mounted{' at ' + str(want) if want else ''}"
+                )
             default = str(self.root / "mounts" / rec.sid)
             row = next((r for r in rows if r.target == default), rows[0])
             if row.refs > 1:
-                _records.put_mount(db, _records.MountRecord(row.target, rec.id, row.refs - 1, row.state, row.owner, row.direct))
+                _records.put_mount(
+                    db,
+                    _records.MountRecord(
+                        row.target, rec.id, row.refs - 1, row.state, row.owner, row.direct
+                    ),
+                )
                 return
-            _records.put_mount(db, _records.MountRecord(row.target, rec.id, 0, _UNMOUNTING, _owner.current(), row.direct))
+            _records.put_mount(
+                db,
+                _records.MountRecord(
+                    row.target, rec.id, 0, _UNMOUNTING, _owner.current(), row.direct
+                ),
+            )
         self._drop_mount(_records.MountRecord(row.target, rec.id, 0, _UNMOUNTING, None, row.direct))
 
     @contextlib.contextmanager
@@ -493,16 +550,25 @@ class Store:
             return
         path = self.root / "mounts" / f"tmp-{uuid.uuid4().hex[:12]}"
         with self._meta.transaction() as db:
-            _records.put_mount(db, _records.MountRecord(str(path), int(ref.id), 1, _TEMPORARY, _owner.current(), False))
+            _records.put_mount(
+                db,
+                _records.MountRecord(
+                    str(path), int(ref.id), 1, _TEMPORARY, _owner.current(), False
+                ),
+            )
         try:
             path.mkdir()
             self._driver.mount(ref, path)
             yield path
         finally:
-            self._drop_mount(_records.MountRecord(str(path), int(ref.id), 0, _TEMPORARY, None, False))
+            self._drop_mount(
+                _records.MountRecord(str(path), int(ref.id), 0, _TEMPORARY, None, False)
+            )
 
     @contextlib.contextmanager
-    def _hidden_snapshot(self, kind: Kind, parent: str | None) -> Iterator[tuple[Record, SnapshotRef]]:
+    def _hidden_snapshot(
+        self, kind: Kind, parent: str | None
+    ) -> Iterator[tuple[Record, SnapshotRef]]:
         """A snapshot under a key no user can spell, removed on exit unless kept."""
         key = f"\x00{kind.value}-{uuid.uuid4().hex}"
         rec, ref = self._create(key, kind, parent, None, APPLYING)
@@ -525,7 +591,9 @@ class Store:
 
     # -- layers --------------------------------------------------------------------
 
-    def apply(self, fileobj: BinaryIO, parent: str | None = None, labels: Mapping[str, str] | None = None) -> Info:
+    def apply(
+        self, fileobj: BinaryIO, parent: str | None = None, labels: Mapping[str, str] | None = None
+    ) -> Info:
         """Apply an OCI layer tar (plain, gzip, zstd or xz) on ``parent`` and commit it.
 
         The result is named by its OCI chain ID; applying the same layer on
@@ -551,6 +619,7 @@ class Store:
                 with self._temporary_tree(ref) as tree:
                     apply_tar(reader, TreeTarget(tree))  # type: ignore[arg-type]
             digest.read_rest()
+            crash_point("apply:extracted")
             parent_name = None
             if rec.parent_id is not None:
                 with self._meta.transaction(write=False) as db:
@@ -562,11 +631,17 @@ class Store:
                 existing = _records.find(db, name)
                 if existing is None:
                     _records.mark_committed(
-                        db, rec.id, name, {**extra, DIFF_ID_LABEL: digest.digest}, COMMITTING, _owner.current()
+                        db,
+                        rec.id,
+                        name,
+                        {**extra, DIFF_ID_LABEL: digest.digest},
+                        COMMITTING,
+                        _owner.current(),
                     )
         if existing is not None:
             self._discard_if_present(rec)
             return self.stat(name)
+        crash_point("apply:marked")
         self._driver.commit(SnapshotRef(rec.sid, name, Kind.COMMITTED, ref.parents))
         with self._meta.transaction() as db:
             _records.set_state(db, rec.id, READY, None)
@@ -583,7 +658,9 @@ class Store:
         return lowers
 
     @contextlib.contextmanager
-    def _diff_entries(self, key: str) -> Iterator[tuple[Iterator[DiffEntry], SnapshotRef, list[Path] | None]]:
+    def _diff_entries(
+        self, key: str
+    ) -> Iterator[tuple[Iterator[DiffEntry], SnapshotRef, list[Path] | None]]:
         rec = self._get(key)
         ref = self._ref_from(rec)
         dd = self._driver.diff_dir(ref)
@@ -641,7 +718,9 @@ class Store:
         self._live()
         with self._meta.transaction(write=False) as db:
             counts = dict(
-                db.execute("SELECT kind, COUNT(*) FROM snapshots WHERE state=? GROUP BY kind", (READY,)).fetchall()
+                db.execute(
+                    "SELECT kind, COUNT(*) FROM snapshots WHERE state=? GROUP BY kind", (READY,)
+                ).fetchall()
             )
             mounted = db.execute("SELECT COUNT(*) FROM mounts").fetchone()[0]
         return {
@@ -712,7 +791,9 @@ def default_root() -> Path:
     """``/var/lib/layerfs`` for root, else ``$XDG_DATA_HOME/layerfs``."""
     if os.geteuid() == 0:
         return Path("/var/lib/layerfs")
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
     return Path(base) / "layerfs"
 
 

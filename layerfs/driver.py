@@ -233,7 +233,7 @@ class Driver(abc.ABC):
         """
         return []
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Release process resources (threads, fds). Idempotent."""
 
 

@@ -113,7 +113,12 @@ class SnapshotSuite:
         mounts = store.prepare("a", labels={"x": "1"})
         assert mounts and all(isinstance(m, layerfs.Mount) for m in mounts)
         info = store.stat("a")
-        assert (info.name, info.parent, info.kind, dict(info.labels)) == ("a", None, Kind.ACTIVE, {"x": "1"})
+        assert (info.name, info.parent, info.kind, dict(info.labels)) == (
+            "a",
+            None,
+            Kind.ACTIVE,
+            {"x": "1"},
+        )
         committed = store.commit("base", "a")
         assert committed.kind is Kind.COMMITTED and committed.name == "base"
         with pytest.raises(errors.NotFound):
@@ -256,7 +261,9 @@ class SnapshotSuite:
         store.commit("base", "a")
         store.prepare("x", "base")
         store.prepare("y", "base")
-        self.write_layer(store, "x", [("write", "shared", b"changed by x"), ("write", "only-x", b"x")])
+        self.write_layer(
+            store, "x", [("write", "shared", b"changed by x"), ("write", "only-x", b"x")]
+        )
         with store.mounted("y") as root:
             assert Path(root, "shared").read_bytes() == b"base"
             assert not Path(root, "only-x").exists()
@@ -264,7 +271,9 @@ class SnapshotSuite:
 
     # -- layer chains ---------------------------------------------------------------
 
-    def _check_chain(self, store: layerfs.Store, tmp_path: Path, layers: list[list[Op]]) -> list[str]:
+    def _check_chain(
+        self, store: layerfs.Store, tmp_path: Path, layers: list[list[Op]]
+    ) -> list[str]:
         reference = tmp_path / "reference"
         reference.mkdir()
         parent = None
@@ -303,7 +312,9 @@ class SnapshotSuite:
             data = b"".join(store.export(name))
             assert b"".join(store.export(name)) == data, "export is not deterministic"
             info = store.apply(io.BytesIO(data), parent=parent_new)
-            assert self.tree_of(store, info.name, mtimes=True) == self.tree_of(store, name, mtimes=True)
+            assert self.tree_of(store, info.name, mtimes=True) == self.tree_of(
+                store, name, mtimes=True
+            )
             again = store.apply(io.BytesIO(data), parent=parent_new)
             assert again.name == info.name
             parent_new = info.name
@@ -314,10 +325,14 @@ class SnapshotSuite:
 
     def test_changes_kinds(self, store: layerfs.Store) -> None:
         store.prepare("a")
-        self.write_layer(store, "a", [("write", "keep", b"1"), ("write", "mod", b"1"), ("write", "del", b"1")])
+        self.write_layer(
+            store, "a", [("write", "keep", b"1"), ("write", "mod", b"1"), ("write", "del", b"1")]
+        )
         store.commit("base", "a")
         store.prepare("b", "base")
-        self.write_layer(store, "b", [("write", "mod", b"22"), ("rm", "del"), ("write", "new", b"3")])
+        self.write_layer(
+            store, "b", [("write", "mod", b"22"), ("rm", "del"), ("write", "new", b"3")]
+        )
         store.commit("top", "b")
         got = {(c.kind, c.path) for c in store.changes("top")}
         assert (ChangeKind.MODIFY, "mod") in got
@@ -393,9 +408,19 @@ class SnapshotSuite:
             [("evil", ("symlink", "/")), ("evil/etc/owned", b"x")],
             [("evil", ("symlink", "../..")), ("evil/owned", b"x")],
         ],
-        ids=["dotdot", "absolute", "nested-dotdot", "hardlink-out", "hardlink-abs", "through-abs-symlink", "through-rel-symlink"],
+        ids=[
+            "dotdot",
+            "absolute",
+            "nested-dotdot",
+            "hardlink-out",
+            "hardlink-abs",
+            "through-abs-symlink",
+            "through-rel-symlink",
+        ],
     )
-    def test_apply_rejects_escapes(self, store: layerfs.Store, entries: list[tuple[str, Any]]) -> None:
+    def test_apply_rejects_escapes(
+        self, store: layerfs.Store, entries: list[tuple[str, Any]]
+    ) -> None:
         base = store.apply(io.BytesIO(build_tar([("keep", b"k")])))
         before = list(store.walk())
         with pytest.raises(errors.InvalidArgument):
@@ -407,7 +432,12 @@ class SnapshotSuite:
         good = build_tar([("a", os.urandom(5000)), ("b", os.urandom(5000))])
         packed = gzip.compress(good)
         before = list(store.walk())
-        for bad in [b"this is not a tar at all" * 40, good[:700], good[:1024], packed[: len(packed) // 2]]:
+        for bad in [
+            b"this is not a tar at all" * 40,
+            good[:700],
+            good[:1024],
+            packed[: len(packed) // 2],
+        ]:
             with pytest.raises(errors.InvalidArgument):
                 store.apply(io.BytesIO(bad))
         assert list(store.walk()) == before
@@ -433,7 +463,15 @@ def describe_bytes(data: bytes) -> Any:
     import stat as stat_
 
     uid, gid = os.geteuid(), os.getegid()
-    return (stat_.S_IFREG, 0o644 & ~_umask(), uid, gid, hashlib.sha256(data).hexdigest(), ("link-group", "shared"), ())
+    return (
+        stat_.S_IFREG,
+        0o644 & ~_umask(),
+        uid,
+        gid,
+        hashlib.sha256(data).hexdigest(),
+        ("link-group", "shared"),
+        (),
+    )
 
 
 def _umask() -> int:
@@ -448,7 +486,9 @@ def _unmount_everything(store: layerfs.Store) -> None:
 
     db = sqlite3.connect(str(store.root / "metadata.db"))
     try:
-        rows = db.execute("SELECT s.key, m.target, m.refs FROM mounts m JOIN snapshots s ON s.id = m.snapshot_id").fetchall()
+        rows = db.execute(
+            "SELECT s.key, m.target, m.refs FROM mounts m JOIN snapshots s ON s.id = m.snapshot_id"
+        ).fetchall()
     finally:
         db.close()
     for key, target, refs in rows:

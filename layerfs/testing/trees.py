@@ -63,7 +63,9 @@ def describe(root: str | os.PathLike[str], *, mtimes: bool = False) -> dict[str,
             desc.append(_xattrs(path))
             out[rel] = tuple(desc)
         dirnames[:] = [
-            d for d in dirnames if not (rel_top == "." and d in SKIP_TOP_LEVEL)
+            d
+            for d in dirnames
+            if not (rel_top == "." and d in SKIP_TOP_LEVEL)
             and not os.path.islink(os.path.join(top, d))
         ]
     return out

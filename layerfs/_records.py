@@ -98,17 +98,23 @@ def all_records(db: sqlite3.Connection) -> list[Record]:
 
 
 def ancestors(db: sqlite3.Connection, rec: Record) -> list[Record]:
-    """The parent chain of ``rec``, nearest first."""
-    chain: list[Record] = []
-    pid = rec.parent_id
-    while pid is not None:
-        parent = by_id(db, pid)
-        if parent is None:
-            raise errors.Corrupt(
-                f"snapshot {rec.key!r} has a missing ancestor (id {pid}); run check()"
+    """The parent chain of ``rec``, nearest first (one recursive query)."""
+    if rec.parent_id is None:
+        return []
+    rows = db.execute(
+        f"""WITH RECURSIVE chain(id, depth) AS (
+                SELECT ?, 0
+                UNION ALL
+                SELECT s.parent_id, chain.depth + 1 FROM snapshots s JOIN chain ON s.id = chain.id
+                WHERE s.parent_id IS NOT NULL
             )
-        chain.append(parent)
-        pid = parent.parent_id
+            SELECT {", ".join("s." + c.strip() for c in _COLUMNS.split(","))}
+            FROM chain JOIN snapshots s ON s.id = chain.id ORDER BY chain.depth""",
+        (rec.parent_id,),
+    ).fetchall()
+    chain = [_record(r) for r in rows]
+    if not chain or (chain[-1].parent_id is not None):
+        raise errors.Corrupt(f"snapshot {rec.key!r} has a missing ancestor; run check()")
     return chain
 
 

@@ -1,48 +1,46 @@
-"""Suite-wide guard: no test may leave a mount, loop device or FUSE server behind."""
+"""Suite-wide guard: no test may leave a mount, loop device or FUSE server behind.
+
+Tests keep their scratch files under pytest's ``tmp_path``; the guard
+looks for anything still mounted, attached or running from there when
+the session ends.
+"""
 
 from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 
-def _mounts() -> set[str]:
+def _mounts(base: str) -> set[str]:
     with open("/proc/self/mounts") as f:
-        return {line.split()[1] for line in f}
+        return {line.split()[1] for line in f if line.split()[1].startswith(base)}
 
 
-def _loops() -> set[str]:
+def _loops(base: str) -> set[str]:
     try:
         out = subprocess.run(["losetup", "-a"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return set()
-    return {line.split(":")[0] for line in out.splitlines() if line}
+    return {line for line in out.splitlines() if base in line}
 
 
-def _fuse_servers() -> set[str]:
+def _fuse_servers(base: str) -> set[str]:
     out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return {
-        line.split(None, 1)[0]
-        for line in out.splitlines()
-        if "layerfs.drivers.fuse" in line
-        or "mount.fuse.layerfs" in line
-        or "fuse-overlayfs" in line
-    }
+    return {line for line in out.splitlines() if base in line and "pytest" not in line}
 
 
 @pytest.fixture(scope="session", autouse=True)
-def nothing_left_behind() -> Iterator[None]:
-    """Fail the run if mounts, loop devices or FUSE servers outlive the tests."""
-    before = (_mounts(), _loops(), _fuse_servers())
+def nothing_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fail the run if mounts, loop devices or servers from the tests outlive them."""
+    base = str(Path(tmp_path_factory.getbasetemp()).resolve())
     yield
-    after = (_mounts(), _loops(), _fuse_servers())
-    leaks = [
-        f"{what}: {sorted(now - then)}"
-        for what, then, now in zip(
-            ("mounts", "loop devices", "fuse servers"), before, after, strict=True
-        )
-        if now - then
-    ]
-    assert not leaks, "tests left resources behind: " + "; ".join(leaks)
+    leaks = {
+        "mounts": _mounts(base),
+        "loop devices": _loops(base),
+        "processes": _fuse_servers(base),
+    }
+    found = [f"{what}: {sorted(items)}" for what, items in leaks.items() if items]
+    assert not found, "tests left resources behind: " + "; ".join(found)

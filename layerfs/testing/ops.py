@@ -62,13 +62,16 @@ def apply_ops(root: str, ops: Iterable[Op]) -> None:
             raise ValueError(f"unknown op {name!r}")
 
 
-def graph_layers(count: int) -> list[list[Op]]:
+def graph_layers(count: int, privileged: bool | None = None) -> list[list[Op]]:
     """A chain of ``count`` layers in the spirit of moby's graphtest.
 
     Layers rewrite, delete, chown, rename, hard-link and re-create files
     and directories, including deleting a directory and re-creating it
-    (which overlay records as an opaque directory).
+    (which overlay records as an opaque directory). Without privileges
+    (``privileged`` defaults to "running as root") the chown steps are left out.
     """
+    if privileged is None:
+        privileged = os.geteuid() == 0
     layers: list[list[Op]] = [
         [
             ("mkdir", "etc"),
@@ -95,7 +98,8 @@ def graph_layers(count: int) -> list[list[Op]]:
             if i > 8:
                 ops.append(("rm", f"files/f{i - 8}"))
         elif step == 2:
-            ops.append(("chown", "etc/hosts", i % 7, i % 5))
+            if privileged:
+                ops.append(("chown", "etc/hosts", i % 7, i % 5))
             ops.append(("chmod", "keep", 0o700 if i % 16 == 2 else 0o755))
         elif step == 3:
             ops.append(("rename", "var/lib/data/a", "var/lib/data/a2"))

@@ -19,7 +19,7 @@ import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ._lower import is_opaque, is_whiteout, lookup
+from ._lower import is_opaque, is_whiteout, merged_entries
 from ._types import ChangeKind
 
 #: Never exported: the lost+found a fresh ext4 carries at its root.
@@ -139,27 +139,36 @@ def scan_diff_dir(upper: Path, lowers: Sequence[Path], opaque_xattr: str) -> Ite
     """Yield the changes recorded in the overlay upper directory ``upper``.
 
     ``lowers`` (the parents' upper directories, nearest first) are read
-    only to tell *add* from *modify* and to list what an opaque directory
-    hides; file contents are never compared.
+    only to tell *add* from *modify*, to list what an opaque directory
+    hides, and to leave out directories that were copied up but did not
+    change (so the result matches a full-tree comparison); file contents
+    are never compared. Each lower directory is listed once.
     """
     root = str(upper)
 
     def walk(rel: str, parts: list[str], below_new: bool) -> Iterator[DiffEntry]:
+        below = {} if below_new else merged_entries(lowers, parts, opaque_xattr)
         for name, entry in sorted(_scandir(os.path.join(root, rel)).items()):
             if not rel and name in SKIP_TOP_LEVEL:
                 continue
             sub = f"{rel}/{name}" if rel else name
-            sub_parts = [*parts, name]
             st = entry.stat(follow_symlinks=False)
             if is_whiteout(st):
                 yield DiffEntry(ChangeKind.DELETE, sub, None)
                 continue
-            in_lower = not below_new and lookup(lowers, sub_parts, opaque_xattr) is not None
+            lower_path = below.get(name)
             is_dir = stat.S_ISDIR(st.st_mode)
-            opaque = is_dir and is_opaque(entry.path, opaque_xattr)
-            kind = ChangeKind.MODIFY if in_lower else ChangeKind.ADD
-            yield DiffEntry(kind, sub, entry.path, opaque=opaque and in_lower)
+            opaque = is_dir and lower_path is not None and is_opaque(entry.path, opaque_xattr)
+            if lower_path is None:
+                yield DiffEntry(ChangeKind.ADD, sub, entry.path)
+            elif not (
+                is_dir
+                and not opaque
+                and same_entry(lower_path, os.lstat(lower_path), entry.path, st)
+            ):
+                yield DiffEntry(ChangeKind.MODIFY, sub, entry.path, opaque=opaque)
             if is_dir:
-                yield from walk(sub, sub_parts, below_new or not in_lower or opaque)
+                lower_is_dir = lower_path is not None and stat.S_ISDIR(os.lstat(lower_path).st_mode)
+                yield from walk(sub, [*parts, name], below_new or not lower_is_dir or opaque)
 
     yield from walk("", [], not lowers)

@@ -71,9 +71,15 @@ def lookup(layers: Sequence[Path], parts: Sequence[str], opaque_xattr: str) -> s
     return None
 
 
-def merged_names(layers: Sequence[Path], parts: Sequence[str], opaque_xattr: str) -> set[str]:
-    """The names the merged view shows in directory ``parts`` across ``layers`` (top first)."""
-    names: set[str] = set()
+def merged_entries(
+    layers: Sequence[Path], parts: Sequence[str], opaque_xattr: str
+) -> dict[str, str]:
+    """The entries the merged view shows in directory ``parts``: name -> topmost path.
+
+    Each layer's directory is listed once, which is what makes native diff
+    cheap: no per-entry lookups through the stack.
+    """
+    found: dict[str, str] = {}
     hidden: set[str] = set()
     for layer in layers:
         cur = str(layer)
@@ -86,17 +92,23 @@ def merged_names(layers: Sequence[Path], parts: Sequence[str], opaque_xattr: str
                 present = False
                 break
             if is_whiteout(st) or not stat.S_ISDIR(st.st_mode):
-                return names
+                return found
             if is_opaque(cur, opaque_xattr):
                 stop_after = True
         if present:
             for entry in os.scandir(cur):
-                if entry.name in names or entry.name in hidden:
+                if entry.name in found or entry.name in hidden:
                     continue
                 est = entry.stat(follow_symlinks=False)
-                (hidden if is_whiteout(est) else names).add(entry.name)
-            if is_opaque(cur, opaque_xattr):
-                stop_after = True
+                if is_whiteout(est):
+                    hidden.add(entry.name)
+                else:
+                    found[entry.name] = entry.path
         if stop_after:
             break
-    return names
+    return found
+
+
+def merged_names(layers: Sequence[Path], parts: Sequence[str], opaque_xattr: str) -> set[str]:
+    """The names the merged view shows in directory ``parts`` across ``layers`` (top first)."""
+    return set(merged_entries(layers, parts, opaque_xattr))

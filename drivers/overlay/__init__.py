@@ -1,0 +1,11 @@
+"""The ``overlay`` driver: kernel overlayfs snapshots.
+
+Modules: ``layout`` (on-disk layout, shared with the ``fuse`` driver),
+``probe`` (kernel and backing-filesystem facts), ``mounting`` (new mount
+API and ``mount(2)`` paths), ``driver`` (the ``Driver`` subclass).
+"""
+
+from .driver import OverlayDriver as OverlayDriver
+from .driver import OverlayOptions as OverlayOptions
+
+__all__ = ["OverlayDriver", "OverlayOptions"]

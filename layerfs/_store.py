@@ -12,8 +12,6 @@ commits are finished.
 from __future__ import annotations
 
 import contextlib
-import errno
-import io
 import json
 import os
 import uuid
@@ -21,23 +19,15 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from . import _owner, _records, errors
-from ._apply import DiffTarget, TreeTarget, apply_tar
-from ._diff import DiffEntry, compare_trees, scan_diff_dir
-from ._export import write_tar
+from . import _layers, _owner, _records, _recovery, errors
 from ._faults import crash_point
 from ._keys import validate_key
-from ._lower import merged_names
 from ._metadata import DriverStateTable, Metadata
 from ._records import APPLYING, COMMITTING, CREATING, READY, REMOVING, Record
+from ._recovery import MOUNTED, MOUNTING, TEMPORARY, UNMOUNTING
 from ._registry import DEFAULT_ORDER, load, unavailable_reason
-from ._streams import DigestReader, chain_id, decompressed
-from ._sys.mount import is_mountpoint
-from ._types import Change, ChangeKind, Info, Kind, Mount, Usage
+from ._types import Change, Info, Kind, Mount, Usage
 from .driver import Driver, SnapshotRef
-
-DIFF_ID_LABEL = "layerfs.diff-id"
-_MOUNTING, _MOUNTED, _UNMOUNTING, _TEMPORARY = "mounting", "mounted", "unmounting", "temporary"
 
 
 def _check_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
@@ -134,59 +124,7 @@ class Store:
 
     def _recover(self) -> None:
         """Resolve intents and mounts left by processes that died."""
-        self._problems(repair=True, with_driver=False)
-
-    def _problems(self, repair: bool, with_driver: bool = True) -> list[str]:
-        found: list[str] = []
-        with self._meta.transaction(write=False) as db:
-            records = _records.all_records(db)
-            mounts = _records.mount_rows(db)
-        by_id = {r.id: r for r in records}
-        for rec in records:
-            if rec.state == READY or _owner.is_alive(rec.owner):
-                continue
-            action = "finish the commit" if rec.state == COMMITTING else "remove its storage"
-            found.append(
-                f"snapshot {rec.key!r} (id {rec.id}): interrupted {rec.state}; repair will {action}"
-            )
-            if repair:
-                self._resolve_intent(rec, by_id)
-        for m in mounts:
-            if m.state in (_MOUNTING, _UNMOUNTING, _TEMPORARY) and not _owner.is_alive(m.owner):
-                found.append(
-                    f"mount {m.target}: left {m.state} by a dead process; repair unmounts it"
-                )
-                if repair:
-                    self._drop_mount(m)
-            elif m.state == _MOUNTED and not m.direct and not _healthy_mount(m.target):
-                found.append(f"mount {m.target}: recorded but gone or broken; repair cleans it up")
-                if repair:
-                    self._drop_mount(m)
-        for rec in records:
-            if rec.parent_id is not None and rec.parent_id not in by_id:
-                found.append(
-                    f"snapshot {rec.key!r}: parent id {rec.parent_id} is missing (not repairable)"
-                )
-        if with_driver:
-            # Read the records again: a snapshot created meanwhile by another
-            # process must not look like an orphan to the driver.
-            known = {r.sid for r in records}
-            with self._meta.transaction(write=False) as db:
-                known |= {r.sid for r in _records.all_records(db)}
-            found.extend(self._driver.check(known, repair))
-        return found
-
-    def _resolve_intent(self, rec: Record, by_id: dict[int, Record]) -> None:
-        if rec.state == COMMITTING:
-            self._driver.commit(self._ref_from(rec, by_id))
-            with self._meta.transaction() as db:
-                _records.set_state(db, rec.id, READY, None)
-            return
-        for m in self._mount_rows(rec.id):
-            self._drop_mount(m)
-        self._driver.remove(rec.sid)
-        with self._meta.transaction() as db:
-            _records.delete(db, rec.id)
+        _recovery.find_problems(self, repair=True, on_open=True)
 
     def _drop_mount(self, m: _records.MountRecord) -> None:
         if not m.direct:
@@ -430,13 +368,22 @@ class Store:
 
     # -- mounting ----------------------------------------------------------------
 
-    def mount(self, key: str, target: str | os.PathLike[str] | None = None) -> str:
+    def mount(
+        self, key: str, target: str | os.PathLike[str] | None = None, *, persistent: bool = False
+    ) -> str:
         """Mount ``key`` and return the path of its tree. Refcounted per target.
 
         Without ``target`` the store picks ``<root>/mounts/<id>``; drivers
         whose snapshots are plain directories (``copy``) return that
         directory without mounting anything. Each call needs one
         ``unmount``; the last one really unmounts.
+
+        A mount belongs to the process that made it: if that process dies
+        without unmounting, ``check()`` reports the mount and
+        ``check(repair=True)`` takes it down. Opening a store never takes
+        down a working mount (a container may be running on it).
+        ``persistent=True`` makes a mount that belongs to no process (the
+        ``layerfs mount`` command uses it).
 
         Raises:
             errors.NotFound: no snapshot ``key``.
@@ -470,7 +417,7 @@ class Store:
             _records.put_mount(
                 db,
                 _records.MountRecord(
-                    path, rec.id, 1, _MOUNTING, _owner.current(), direct is not None
+                    path, rec.id, 1, MOUNTING, _owner.current(), direct is not None
                 ),
             )
         crash_point("mount:recorded")
@@ -490,7 +437,14 @@ class Store:
             if row is not None:
                 _records.put_mount(
                     db,
-                    _records.MountRecord(path, rec.id, row.refs, _MOUNTED, row.owner, row.direct),
+                    _records.MountRecord(
+                        path,
+                        rec.id,
+                        row.refs,
+                        MOUNTED,
+                        None if persistent else row.owner,
+                        row.direct,
+                    ),
                 )
         return path
 
@@ -507,7 +461,7 @@ class Store:
         rec = self._get(key)
         want = os.path.realpath(target) if target is not None else None
         with self._meta.transaction() as db:
-            rows = [r for r in _records.mount_rows(db, rec.id) if r.state != _TEMPORARY]
+            rows = [r for r in _records.mount_rows(db, rec.id) if r.state != TEMPORARY]
             if want is not None:
                 rows = [r for r in rows if r.target == want]
             if not rows:
@@ -527,10 +481,10 @@ class Store:
             _records.put_mount(
                 db,
                 _records.MountRecord(
-                    row.target, rec.id, 0, _UNMOUNTING, _owner.current(), row.direct
+                    row.target, rec.id, 0, UNMOUNTING, _owner.current(), row.direct
                 ),
             )
-        self._drop_mount(_records.MountRecord(row.target, rec.id, 0, _UNMOUNTING, None, row.direct))
+        self._drop_mount(_records.MountRecord(row.target, rec.id, 0, UNMOUNTING, None, row.direct))
 
     @contextlib.contextmanager
     def mounted(self, key: str) -> Iterator[str]:
@@ -552,9 +506,7 @@ class Store:
         with self._meta.transaction() as db:
             _records.put_mount(
                 db,
-                _records.MountRecord(
-                    str(path), int(ref.id), 1, _TEMPORARY, _owner.current(), False
-                ),
+                _records.MountRecord(str(path), int(ref.id), 1, TEMPORARY, _owner.current(), False),
             )
         try:
             path.mkdir()
@@ -562,7 +514,7 @@ class Store:
             yield path
         finally:
             self._drop_mount(
-                _records.MountRecord(str(path), int(ref.id), 0, _TEMPORARY, None, False)
+                _records.MountRecord(str(path), int(ref.id), 0, TEMPORARY, None, False)
             )
 
     @contextlib.contextmanager
@@ -607,77 +559,7 @@ class Store:
             errors.NotFound / errors.FailedPrecondition: bad ``parent``.
         """
         self._live()
-        extra = _check_labels(labels)
-        digest = DigestReader(decompressed(fileobj))
-        with self._hidden_snapshot(Kind.ACTIVE, parent) as (rec, ref):
-            dd = self._driver.diff_dir(ref)
-            lowers = self._lower_dirs(ref) if dd is not None else None
-            reader = io.BufferedReader(digest, buffer_size=1 << 20)
-            if dd is not None and lowers is not None:
-                apply_tar(reader, DiffTarget(dd.path, lowers, dd.opaque_xattr))  # type: ignore[arg-type]
-            else:
-                with self._temporary_tree(ref) as tree:
-                    apply_tar(reader, TreeTarget(tree))  # type: ignore[arg-type]
-            digest.read_rest()
-            crash_point("apply:extracted")
-            parent_name = None
-            if rec.parent_id is not None:
-                with self._meta.transaction(write=False) as db:
-                    p = _records.by_id(db, rec.parent_id)
-                    parent_name = p.key if p else None
-            name = chain_id(parent_name, digest.digest)
-            usage = self._driver.usage(ref)
-            with self._meta.transaction() as db:
-                existing = _records.find(db, name)
-                if existing is None:
-                    _records.mark_committed(
-                        db,
-                        rec.id,
-                        name,
-                        {**extra, DIFF_ID_LABEL: digest.digest},
-                        COMMITTING,
-                        _owner.current(),
-                    )
-        if existing is not None:
-            self._discard_if_present(rec)
-            return self.stat(name)
-        crash_point("apply:marked")
-        self._driver.commit(SnapshotRef(rec.sid, name, Kind.COMMITTED, ref.parents))
-        with self._meta.transaction() as db:
-            _records.set_state(db, rec.id, READY, None)
-            _records.set_usage(db, rec.id, usage.size, usage.inodes)
-            return _records.info(db, _records.get(db, name))
-
-    def _lower_dirs(self, ref: SnapshotRef) -> list[Path] | None:
-        lowers = []
-        for pid in ref.parents:
-            dd = self._driver.diff_dir(SnapshotRef(pid, pid, Kind.COMMITTED))
-            if dd is None:
-                return None
-            lowers.append(dd.path)
-        return lowers
-
-    @contextlib.contextmanager
-    def _diff_entries(
-        self, key: str
-    ) -> Iterator[tuple[Iterator[DiffEntry], SnapshotRef, list[Path] | None]]:
-        rec = self._get(key)
-        ref = self._ref_from(rec)
-        dd = self._driver.diff_dir(ref)
-        lowers = self._lower_dirs(ref) if dd is not None else None
-        if dd is not None and lowers is not None:
-            yield scan_diff_dir(dd.path, lowers, dd.opaque_xattr), ref, lowers
-            return
-        with contextlib.ExitStack() as stack:
-            new_tree = stack.enter_context(self._temporary_tree(ref))
-            old_tree = None
-            if rec.parent_id is not None:
-                with self._meta.transaction(write=False) as db:
-                    parent = _records.by_id(db, rec.parent_id)
-                assert parent is not None
-                _, view = stack.enter_context(self._hidden_snapshot(Kind.VIEW, parent.key))
-                old_tree = stack.enter_context(self._temporary_tree(view))
-            yield compare_trees(old_tree, new_tree), ref, None
+        return _layers.apply_layer(self, fileobj, parent, _check_labels(labels))
 
     def export(self, name: str) -> Iterator[bytes]:
         """Yield the OCI layer tar of ``name`` against its parent, in chunks.
@@ -689,8 +571,7 @@ class Store:
             errors.NotFound: no snapshot ``name`` (raised on first iteration).
         """
         self._live()
-        with self._diff_entries(name) as (entries, _ref, _lowers):
-            yield from write_tar(entries)
+        return _layers.export_layer(self, name)
 
     def changes(self, name: str) -> list[Change]:
         """The paths ``name`` adds, modifies and deletes relative to its parent, sorted.
@@ -699,17 +580,7 @@ class Store:
             errors.NotFound: no snapshot ``name``.
         """
         self._live()
-        out: list[Change] = []
-        with self._diff_entries(name) as (entries, ref, lowers):
-            dd = self._driver.diff_dir(ref)
-            for e in entries:
-                out.append(Change(e.kind, e.path))
-                if e.opaque and dd is not None and lowers is not None:
-                    parts = e.path.split("/")
-                    present = set(os.listdir(os.path.join(dd.path, *parts)))
-                    for hidden in sorted(merged_names(lowers, parts, dd.opaque_xattr) - present):
-                        out.append(Change(ChangeKind.DELETE, f"{e.path}/{hidden}"))
-        return sorted(out, key=lambda c: c.path)
+        return _layers.layer_changes(self, name)
 
     # -- upkeep ------------------------------------------------------------------------
 
@@ -738,7 +609,7 @@ class Store:
             One line per problem found (before repair), saying what repair does.
         """
         self._live()
-        return self._problems(repair)
+        return _recovery.find_problems(self, repair=repair, on_open=False)
 
     def close(self) -> None:
         """Release the driver and the database. Idempotent."""
@@ -768,16 +639,6 @@ def _probe_default(root: Path) -> str:
             return name
         reasons.append(f"{name}: {reason}")
     raise errors.Unsupported("no storage driver can run here: " + "; ".join(reasons))
-
-
-def _healthy_mount(target: str) -> bool:
-    try:
-        os.stat(target)
-    except OSError as exc:
-        if exc.errno in (errno.ENOTCONN, errno.EIO, errno.ENOENT):
-            return False
-        raise
-    return is_mountpoint(target)
 
 
 def _rmdir_quiet(path: str | Path, only_under: Path) -> None:

@@ -160,7 +160,7 @@ def _run(args: argparse.Namespace) -> int:
             text = "\n".join(f"{m.type} {m.source} {','.join(m.options)}" for m in mounts)
             _print(args, [_mount_json(m) for m in mounts], text)
         elif cmd == "mount":
-            path = store.mount(args.key, args.target)
+            path = store.mount(args.key, args.target, persistent=True)
             _print(args, {"path": path}, path)
         elif cmd == "umount":
             store.unmount(args.key, args.target)

@@ -163,3 +163,21 @@ def ficlone(dst_fd: int, src_fd: int) -> None:
         OSError: EOPNOTSUPP/EINVAL/EXDEV when the filesystem cannot reflink.
     """
     fcntl.ioctl(dst_fd, FICLONE, src_fd)
+
+
+def ensure_fusectl() -> bool:
+    """Mount the fusectl filesystem on /sys/fs/fuse/connections if it is not there.
+
+    Returns:
+        True when the connections directory is usable.
+    """
+    try:
+        with open("/proc/self/mounts") as f:
+            if any(line.split(" ")[2] == "fusectl" for line in f):
+                return True
+        from .mount import mount
+
+        mount("fusectl", CONNECTIONS, "fusectl")
+        return True
+    except OSError:
+        return False

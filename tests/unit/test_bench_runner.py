@@ -114,3 +114,14 @@ def test_unknown_driver_or_workload_is_a_usage_error(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     assert cli.main(["--driver", "zfs"]) == 2
     assert cli.main(["--workload", "nope"]) == 2
+
+
+def test_workload_limits_on_rounds(tmp_path: Path) -> None:
+    from layerfs.benchmarks.runner import workload_rounds
+    from layerfs.benchmarks.workloads import load
+
+    density = load("density")(Context("default", tmp_path, drop_caches=lambda: None))
+    assert workload_rounds(density, 1, 3, explicit=False) == (0, 2)
+    assert workload_rounds(density, 1, 5, explicit=True) == (0, 5)
+    prepare = load("prepare")(Context("default", tmp_path, drop_caches=lambda: None))
+    assert workload_rounds(prepare, 1, 3, explicit=False) == (1, 3)

@@ -122,3 +122,18 @@ def test_kill_at_each_step(tmp_path: Path, op: str, point: str) -> None:
         s.prepare("after-crash", "base")
         s.remove("after-crash")
         assert s.check() == []
+
+
+def test_mount_of_a_dead_process_is_reported_then_repaired(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    _seed(root)
+    rc = _run_child(root, "mount", "none", tmp_path / "unused")
+    assert rc == 0
+    with layerfs.Store(root) as s:
+        problems = s.check()
+        assert len(problems) == 1 and "exited without unmounting" in problems[0]
+        with pytest.raises(layerfs.errors.Busy):
+            s.remove("work")
+        assert s.check(repair=True) == problems
+        assert s.check() == []
+        s.remove("work")

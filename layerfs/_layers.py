@@ -1,0 +1,140 @@
+"""Layers: applying OCI layer tars to a store, and reading changes back out.
+
+Each function works on a ``Store`` through its private helpers: the store
+keeps the records and intents, this module decides how a tar meets the
+driver's storage. Two paths, chosen by what the driver offers:
+
+- native: the driver exposes overlay-format diff directories
+  (``Driver.diff_dir``) for the snapshot and all its parents; tars are
+  written into, and changes read out of, the upper directory alone;
+- generic: the snapshot's tree is used directly (``direct_path``) or
+  mounted for the duration, and changes come from comparing it with a
+  temporary view of the parent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from . import _owner, _records
+from ._apply import DiffTarget, TreeTarget, apply_tar
+from ._diff import DiffEntry, compare_trees, scan_diff_dir
+from ._export import write_tar
+from ._faults import crash_point
+from ._lower import merged_names
+from ._records import COMMITTING, READY
+from ._streams import DigestReader, chain_id, decompressed
+from ._types import Change, ChangeKind, Info, Kind
+from .driver import SnapshotRef
+
+if TYPE_CHECKING:
+    from ._store import Store
+
+DIFF_ID_LABEL = "layerfs.diff-id"
+
+
+def apply_layer(
+    store: Store, fileobj: BinaryIO, parent: str | None, labels: Mapping[str, str]
+) -> Info:
+    """Unpack a layer tar on ``parent`` and commit it under its chain ID (see ``Store.apply``)."""
+    digest = DigestReader(decompressed(fileobj))
+    with store._hidden_snapshot(Kind.ACTIVE, parent) as (rec, ref):
+        dd = store._driver.diff_dir(ref)
+        lowers = lower_dirs(store, ref) if dd is not None else None
+        reader = io.BufferedReader(digest, buffer_size=1 << 20)
+        if dd is not None and lowers is not None:
+            apply_tar(reader, DiffTarget(dd.path, lowers, dd.opaque_xattr))  # type: ignore[arg-type]
+        else:
+            with store._temporary_tree(ref) as tree:
+                apply_tar(reader, TreeTarget(tree))  # type: ignore[arg-type]
+        digest.read_rest()
+        crash_point("apply:extracted")
+        parent_name = None
+        if rec.parent_id is not None:
+            with store._meta.transaction(write=False) as db:
+                p = _records.by_id(db, rec.parent_id)
+                parent_name = p.key if p else None
+        name = chain_id(parent_name, digest.digest)
+        usage = store._driver.usage(ref)
+        with store._meta.transaction() as db:
+            existing = _records.find(db, name)
+            if existing is None:
+                _records.mark_committed(
+                    db,
+                    rec.id,
+                    name,
+                    {**labels, DIFF_ID_LABEL: digest.digest},
+                    COMMITTING,
+                    _owner.current(),
+                )
+    if existing is not None:
+        # The same layer on the same parent is here already: keep that one.
+        store._discard_if_present(rec)
+        return store.stat(name)
+    crash_point("apply:marked")
+    store._driver.commit(SnapshotRef(rec.sid, name, Kind.COMMITTED, ref.parents))
+    with store._meta.transaction() as db:
+        _records.set_state(db, rec.id, READY, None)
+        _records.set_usage(db, rec.id, usage.size, usage.inodes)
+        return _records.info(db, _records.get(db, name))
+
+
+def lower_dirs(store: Store, ref: SnapshotRef) -> list[Path] | None:
+    """The parents' diff directories, nearest first, or None if any is missing."""
+    lowers = []
+    for pid in ref.parents:
+        dd = store._driver.diff_dir(SnapshotRef(pid, pid, Kind.COMMITTED))
+        if dd is None:
+            return None
+        lowers.append(dd.path)
+    return lowers
+
+
+@contextlib.contextmanager
+def diff_entries(
+    store: Store, key: str
+) -> Iterator[tuple[Iterator[DiffEntry], SnapshotRef, list[Path] | None]]:
+    """The changes of ``key`` against its parent, by the native path when there is one."""
+    rec = store._get(key)
+    ref = store._ref_from(rec)
+    dd = store._driver.diff_dir(ref)
+    lowers = lower_dirs(store, ref) if dd is not None else None
+    if dd is not None and lowers is not None:
+        yield scan_diff_dir(dd.path, lowers, dd.opaque_xattr), ref, lowers
+        return
+    with contextlib.ExitStack() as stack:
+        new_tree = stack.enter_context(store._temporary_tree(ref))
+        old_tree = None
+        if rec.parent_id is not None:
+            with store._meta.transaction(write=False) as db:
+                parent = _records.by_id(db, rec.parent_id)
+            assert parent is not None
+            _, view = stack.enter_context(store._hidden_snapshot(Kind.VIEW, parent.key))
+            old_tree = stack.enter_context(store._temporary_tree(view))
+        yield compare_trees(old_tree, new_tree), ref, None
+
+
+def export_layer(store: Store, name: str) -> Iterator[bytes]:
+    """The OCI layer tar of ``name``, in chunks (see ``Store.export``)."""
+    with diff_entries(store, name) as (entries, _ref, _lowers):
+        yield from write_tar(entries)
+
+
+def layer_changes(store: Store, name: str) -> list[Change]:
+    """Sorted changes of ``name``; an opaque directory lists what it hides as deletes."""
+    out: list[Change] = []
+    with diff_entries(store, name) as (entries, ref, lowers):
+        dd = store._driver.diff_dir(ref)
+        for e in entries:
+            out.append(Change(e.kind, e.path))
+            if e.opaque and dd is not None and lowers is not None:
+                parts = e.path.split("/")
+                present = set(os.listdir(os.path.join(dd.path, *parts)))
+                for hidden in sorted(merged_names(lowers, parts, dd.opaque_xattr) - present):
+                    out.append(Change(ChangeKind.DELETE, f"{e.path}/{hidden}"))
+    return sorted(out, key=lambda c: c.path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import time
 
 from . import errors
@@ -45,6 +46,9 @@ def mount_one(m: Mount, target: str) -> None:
         errors.Unsupported: no permission or unknown filesystem type.
         errors.InvalidArgument: the kernel refused the options.
     """
+    if m.type.startswith("fuse."):
+        _mount_with_helper(m, target)
+        return
     flags, data = split_options(m.options)
     is_bind = m.type == "bind" or bool(flags & sysmount.MS_BIND)
     what = f"mount {m.type} {m.source} on {target}"
@@ -68,6 +72,30 @@ def mount_one(m: Mount, target: str) -> None:
             sysmount.mount(m.source, target, m.type, flags, data or None)
     except OSError as exc:
         raise errors.from_oserror(exc, what) from exc
+
+
+def _mount_with_helper(m: Mount, target: str) -> None:
+    """Mount a FUSE filesystem the way mount(8) does: through ``mount.<type>``.
+
+    A FUSE mount needs a server holding the ``/dev/fuse`` fd, which plain
+    mount(2) cannot start; the helper (``mount.fuse.layerfs`` for our own)
+    starts it and returns once the filesystem answers.
+    """
+    from ._run import CommandFailed, run
+
+    helper = f"mount.{m.type}"
+    path = shutil.which(helper) or next(
+        (p for p in (f"/usr/sbin/{helper}", f"/sbin/{helper}") if os.path.exists(p)), None
+    )
+    if path is None:
+        raise errors.Unsupported(f"mount {m.type} on {target}: {helper} is not installed")
+    argv = [path, m.source, target]
+    if m.options:
+        argv += ["-o", ",".join(m.options)]
+    try:
+        run(argv, timeout=60)
+    except CommandFailed as exc:
+        raise errors.LayerfsError(f"mount {m.type} on {target}: {exc.stderr}") from exc
 
 
 def unmount_path(target: str, attempts: int = 1) -> None:

@@ -1,0 +1,13 @@
+"""The fuse driver: a userspace union filesystem in overlayfs's on-disk format.
+
+Layering (lowest first): ``protocol`` (wire format) and ``session`` (the
+``/dev/fuse`` connection) know nothing of layers; ``namei``, ``copy_up``,
+``dir``, ``readdir``, ``inode``, ``file`` and ``upper`` implement overlay
+semantics on real directories and know nothing of FUSE; ``ops`` maps
+requests onto them; ``server``, ``launch`` and ``mount_helper`` run it;
+``driver`` plugs it into the store.
+"""
+
+from .driver import FuseDriver as FuseDriver
+
+__all__ = ["FuseDriver"]

@@ -1,0 +1,241 @@
+"""Start, stop and check server processes, one per mounted union.
+
+A server is a daemon (double fork, own session) so it outlives neither
+more nor less than its mount: it exits when the mount is unmounted and
+released, or when its connection is aborted. The starter waits on a pipe
+for the server's ready line, so ``start`` returns only once the mount
+answers requests, and fails with the server's errno otherwise.
+
+Stopping detaches the mount lazily, then waits for the server to exit; a
+server that does not (files still open under a detached mount, or a hung
+server) gets its connection aborted, which fails every pending and later
+request with ENOTCONN and ends the server's loop. A server killed with -9
+leaves its mount answering ENOTCONN; ``probe`` recognises that state and
+``cleanup`` takes such a mount down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+
+from layerfs import errors
+from layerfs._sys import fuse_dev
+from layerfs._sys import mount as sysmount
+
+from . import fusermount
+from .fs import Config
+from .mountinfo import connection_of
+
+__all__ = ["ServerInfo", "start", "stop", "probe", "cleanup", "argv_for"]
+
+START_TIMEOUT = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerInfo:
+    """A running server.
+
+    Attributes:
+        pid: the server process.
+        connection: its /sys/fs/fuse/connections name ("-" if unknown).
+        target: the mount point.
+    """
+
+    pid: int
+    connection: str
+    target: str
+
+
+def argv_for(
+    config: Config,
+    target: str,
+    *,
+    source: str = "layerfs",
+    stats_file: str | None = None,
+    log_file: str | None = None,
+) -> list[str]:
+    """The command line that serves ``config`` on ``target``."""
+    argv = [sys.executable, "-m", "layerfs.drivers.fuse.server", target]
+    argv += ["--lowerdir", ":".join(config.lowers)]
+    if config.upper:
+        argv += ["--upperdir", config.upper, "--workdir", str(config.work)]
+    argv += ["--xattr-prefix", config.xattr_prefix, "--passthrough", config.passthrough]
+    argv += ["--threads", str(config.threads), "--source", source]
+    if stats_file:
+        argv += ["--stats-file", stats_file]
+    if log_file:
+        argv += ["--log-file", log_file]
+    return argv
+
+
+def start(
+    config: Config,
+    target: str,
+    *,
+    source: str = "layerfs",
+    stats_file: str | None = None,
+    log_file: str | None = None,
+    timeout: float = START_TIMEOUT,
+) -> ServerInfo:
+    """Mount ``config`` on ``target`` through a new daemonised server.
+
+    Raises:
+        errors.Unsupported: no /dev/fuse or no permission to mount.
+        errors.NotFound: a layer directory is missing.
+        errors.LayerfsError: the server failed otherwise (message has its errno).
+    """
+    target = os.path.realpath(target)
+    if os.geteuid() == 0:
+        fuse_dev.ensure_fusectl()
+    r, w = os.pipe()
+    argv = argv_for(config, target, source=source, stats_file=stats_file, log_file=log_file)
+    argv += ["--daemon", "--ready-fd", str(w)]
+    try:
+        proc = subprocess.Popen(argv, pass_fds=(w,), stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        os.close(r)
+        os.close(w)
+        raise errors.from_oserror(exc, f"start the fuse server for {target}") from exc
+    os.close(w)
+    try:
+        line = _read_line(r, timeout)
+    finally:
+        os.close(r)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+    parts = line.split(" ", 2)
+    if parts[0] == "ok" and len(parts) == 3:
+        return ServerInfo(int(parts[1]), parts[2], target)
+    if parts[0] == "error" and len(parts) == 3:
+        code = int(parts[1])
+        raise errors.from_oserror(OSError(code, parts[2]), f"mount fuse union on {target}")
+    raise errors.LayerfsError(
+        f"mount fuse union on {target}: the server did not start ({line or 'no answer'}); "
+        "run it in the foreground with mount.fuse.layerfs -f to see why"
+    )
+
+
+def _read_line(fd: int, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\n" not in data:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace").strip()
+
+
+def _canonical(target: str) -> str:
+    # realpath of the parent only: a stat of a hung mount point would block.
+    target = os.path.abspath(target).rstrip("/") or "/"
+    return os.path.join(os.path.realpath(os.path.dirname(target)), os.path.basename(target))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state not in ("Z", "X")
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def stop(target: str, pid: int = 0, connection: str | None = None, timeout: float = 5.0) -> None:
+    """Unmount ``target`` lazily and make sure its server is gone.
+
+    Args:
+        target: the mount point.
+        pid: the server's pid when known (0: do not wait for it).
+        connection: the connection name when known (else read from mountinfo).
+        timeout: seconds to let the server finish before aborting it.
+    """
+    target = _canonical(target)
+    conn = connection if connection not in (None, "-") else connection_of(target)
+    while connection_of(target) is not None:
+        try:
+            sysmount.umount(target, sysmount.MNT_DETACH)
+        except OSError as exc:
+            if exc.errno in (errno.EINVAL, errno.ENOENT):
+                break
+            if exc.errno != errno.EPERM:
+                raise errors.from_oserror(exc, f"unmount fuse union at {target}") from exc
+            try:
+                fusermount.unmount(target)
+            except OSError as exc2:
+                raise errors.from_oserror(exc2, f"unmount fuse union at {target}") from exc2
+    if pid and not _wait_gone(pid, timeout):
+        if conn and os.geteuid() == 0:
+            fuse_dev.ensure_fusectl()
+            fuse_dev.abort_connection(conn)
+        if not _wait_gone(pid, timeout):
+            with contextlib.suppress(OSError):
+                os.kill(pid, 9)
+            _wait_gone(pid, timeout)
+
+
+def probe(target: str, timeout: float = 2.0) -> str:
+    """Say what state the FUSE mount on ``target`` is in, without ever blocking.
+
+    Returns:
+        ``"absent"`` (no FUSE mount there), ``"ok"``, ``"dead"`` (the server
+        is gone: requests fail with ENOTCONN) or ``"hung"`` (no answer within
+        ``timeout``).
+    """
+    target = _canonical(target)
+    if connection_of(target) is None:
+        return "absent"
+    result: list[str] = []
+
+    def _try() -> None:
+        try:
+            os.statvfs(target)
+            result.append("ok")
+        except OSError as exc:
+            result.append("dead" if exc.errno == errno.ENOTCONN else "ok")
+
+    t = threading.Thread(target=_try, daemon=True)
+    t.start()
+    t.join(timeout)
+    return result[0] if result else "hung"
+
+
+def cleanup(target: str) -> bool:
+    """Take down a dead or hung FUSE mount on ``target``.
+
+    Returns:
+        True when something was cleaned up, False when the mount was fine or absent.
+    """
+    state = probe(target)
+    if state in ("absent", "ok"):
+        return False
+    target = _canonical(target)
+    conn = connection_of(target)
+    if conn:
+        fuse_dev.ensure_fusectl()
+        fuse_dev.abort_connection(conn)
+    stop(target, 0, conn)
+    return True

@@ -71,13 +71,6 @@ def lookup(fs: UnionFS, parent: Node, name: bytes) -> tuple[Node, os.stat_result
     return node, st
 
 
-def _owner(fs: UnionFS, parent: Node, uid: int, gid: int) -> tuple[int, int]:
-    st = os.lstat(fs.roots[0] + parent.path) if parent.path else os.lstat(fs.roots[0])
-    if st.st_mode & stat.S_ISGID:
-        gid = st.st_gid
-    return uid, gid
-
-
 def create_object(
     fs: UnionFS,
     parent: Node,
@@ -109,19 +102,31 @@ def create_object(
         OSError: EEXIST when the name exists; EROFS; the real errno.
     """
     check_name(name)
-    if lookup(fs, parent, name) is not None:
-        raise OSError(errno.EEXIST, "exists")
-    copy_up(fs, parent)
     path = child_path(parent, name)
-    real = fs.upper_path(path)
-    uid, gid = _owner(fs, parent, uid, gid)
-    try:
-        over_whiteout = is_whiteout(os.lstat(real))
-    except FileNotFoundError:
-        over_whiteout = False
-    if is_dir and mode is not None:
-        pst = os.lstat(fs.roots[0] + parent.path)
-        if pst.st_mode & stat.S_ISGID:
+    if fs.has_upper and not fs.upper_readonly and parent.dlayers == (0,):
+        # A pure upper directory: one lstat tells whether the name exists,
+        # is a whiteout, or is free (no lower layer to look through).
+        real = fs.roots[0] + path
+        try:
+            over_whiteout = is_whiteout(os.lstat(real))
+        except FileNotFoundError:
+            over_whiteout = False
+        else:
+            if not over_whiteout:
+                raise OSError(errno.EEXIST, "exists")
+    else:
+        if lookup(fs, parent, name) is not None:
+            raise OSError(errno.EEXIST, "exists")
+        copy_up(fs, parent)
+        real = fs.upper_path(path)
+        try:
+            over_whiteout = is_whiteout(os.lstat(real))
+        except FileNotFoundError:
+            over_whiteout = False
+    pst = os.lstat(fs.roots[0] + parent.path)
+    if pst.st_mode & stat.S_ISGID:
+        gid = pst.st_gid
+        if is_dir and mode is not None:
             mode |= stat.S_ISGID
     if not over_whiteout:
         make(real)
@@ -155,6 +160,7 @@ def create_object(
         return link_of, st
     fmt = stat.S_IFMT(st.st_mode)
     node = fs.nodes.add(parent, path, 0, (0,) if fmt == stat.S_IFDIR else (), fmt, st.st_ino)
+    node.nocaps = True  # a new object has no file capabilities
     return node, st
 
 

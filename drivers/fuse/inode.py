@@ -40,6 +40,8 @@ class Node:
         nlookup: the kernel's lookup count.
         unlinked: the name is gone; only open handles still reach it.
         backing: passthrough backing file state, see ``file.Backing``.
+        nocaps: the real file is known to have no ``security.capability``
+            xattr (see ``getxattr``).
     """
 
     __slots__ = (
@@ -55,6 +57,7 @@ class Node:
         "backing",
         "open_fds",
         "links",
+        "nocaps",
     )
 
     def __init__(
@@ -80,6 +83,7 @@ class Node:
         self.open_fds: list[int] = []
         #: other union paths of the same upper file (hard links made through the mount).
         self.links: list[bytes] = []
+        self.nocaps = False
 
     @property
     def is_dir(self) -> bool:
@@ -266,12 +270,29 @@ def _real_name(fs: UnionFS, name: bytes) -> bytes:
     return name
 
 
+#: The kernel asks for this one before every write and chown of a file
+#: (to know whether file capabilities must be dropped). Only SETXATTR through
+#: the union can add it (layers do not change under a mount, copy-up keeps
+#: xattrs, chown/write/truncate only remove it), so its absence is cached
+#: per node and the probe answered without a syscall.
+CAPS_XATTR = b"security.capability"
+
+
 def getxattr(fs: UnionFS, node: Node, name: bytes) -> bytes:
     """Return xattr ``name`` of ``node`` (overlay's own names escaped like overlay does).
 
     Raises:
         OSError: ENODATA when absent.
     """
+    if name == CAPS_XATTR:
+        if node.nocaps:
+            raise OSError(errno.ENODATA, "no such attribute")
+        try:
+            return os.getxattr(fs.roots[node.layer] + node.path, name, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno == errno.ENODATA:
+                node.nocaps = True
+            raise
     return os.getxattr(
         fs.roots[node.layer] + node.path, _real_name(fs, name), follow_symlinks=False
     )
@@ -300,6 +321,7 @@ def setxattr(fs: UnionFS, node: Node, name: bytes, value: bytes, flags: int) -> 
     from .copy_up import copy_up
 
     copy_up(fs, node)
+    node.nocaps = False
     os.setxattr(
         fs.roots[node.layer] + node.path, _real_name(fs, name), value, flags, follow_symlinks=False
     )

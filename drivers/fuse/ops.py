@@ -3,7 +3,8 @@
 Each handler takes ``(nodeid, body, uid, gid)`` and returns the reply body
 (``bytes``, or a list of buffers), or None for requests that get no reply
 (FORGET, INTERRUPT). Errors are raised as ``OSError`` and the session
-turns them into an error reply.
+turns them into an error reply; a hot path may instead return the errno
+as an ``int`` (no exception to build and catch).
 
 Namespace operations and opens hold ``fs.lock`` (the node table and
 copy-up need one consistent view); data operations on open handles do not.
@@ -31,7 +32,7 @@ __all__ = ["Ops", "Handler"]
 
 log = logging.getLogger("layerfs.fuse")
 
-Handler = Callable[[int, memoryview, int, int], "bytes | list[bytes] | None"]
+Handler = Callable[[int, memoryview, int, int], "bytes | list[bytes] | int | None"]
 
 #: Seconds the kernel may cache names, negative names and attributes. The
 #: server is the only writer of its layers, so long caches are safe.
@@ -442,12 +443,14 @@ class Ops:
             inode.setxattr(self.fs, self.fs.nodes.get(nodeid), name, value, flags)
         return b""
 
-    def getxattr(self, nodeid: int, body: memoryview, uid: int, gid: int) -> bytes:
+    def getxattr(self, nodeid: int, body: memoryview, uid: int, gid: int) -> bytes | int:
         """GETXATTR: size 0 asks for the length only."""
         size, _ = p.GETXATTR_IN.unpack_from(body)
         name = _name(body[p.GETXATTR_IN.size :])
-        value = inode.getxattr(self.fs, self.fs.nodes.get(nodeid), name)
-        return _sized(value, size)
+        node = self.fs.nodes.get(nodeid)
+        if node.nocaps and name == inode.CAPS_XATTR:
+            return errno.ENODATA  # the kernel's probe before every write and chown
+        return _sized(inode.getxattr(self.fs, node, name), size)
 
     def listxattr(self, nodeid: int, body: memoryview, uid: int, gid: int) -> bytes:
         """LISTXATTR: NUL-separated names, overlay's own hidden."""

@@ -56,6 +56,9 @@ def _ls(p: Path) -> list[str]:
     return sorted(os.listdir(p))
 
 
+#: A valid ``vfs_cap_data``: magic (revision 2, effective), CAP_NET_RAW permitted.
+_CAPS = bytes.fromhex("01000002" + "00200000" + "00" * 12)
+
 SCENARIOS: dict[str, list[Step]] = {
     "open_read": [
         lambda r: _read(r / "top"),
@@ -189,6 +192,45 @@ SCENARIOS: dict[str, list[Step]] = {
         lambda r: os.setxattr(r / "xa", "user.size", b"M", os.XATTR_CREATE),
         lambda r: sorted(os.listxattr(r / "opq")),
         lambda r: os.setxattr(r / "opq", "trusted.overlay.opaque", b"n"),
+    ],
+    # The union caches the absence of security.capability per inode (the
+    # kernel probes it before every write and chown): setting, then the
+    # kernel dropping it on write and chown, must still show through.
+    "file_capabilities": [
+        lambda r: _write(r / "capf", b"x"),
+        lambda r: os.getxattr(r / "capf", "security.capability"),
+        lambda r: os.setxattr(r / "capf", "security.capability", _CAPS),
+        lambda r: os.getxattr(r / "capf", "security.capability"),
+        lambda r: _write(r / "capf", b"y", os.O_WRONLY),
+        lambda r: os.getxattr(r / "capf", "security.capability"),
+        lambda r: os.setxattr(r / "capf", "security.capability", _CAPS),
+        lambda r: os.chown(r / "capf", 7, 7),
+        lambda r: os.getxattr(r / "capf", "security.capability"),
+        lambda r: os.getxattr(r / "top", "security.capability"),
+        lambda r: os.setxattr(r / "top", "security.capability", _CAPS),
+        lambda r: os.getxattr(r / "top", "security.capability"),
+        lambda r: _stat(r / "top"),
+    ],
+    "setgid_dirs": [
+        lambda r: os.mkdir(r / "sg"),
+        lambda r: os.chown(r / "sg", 0, 55),
+        lambda r: os.chmod(r / "sg", 0o2775),
+        lambda r: _write(r / "sg" / "f", b"f"),
+        lambda r: _stat(r / "sg" / "f"),
+        lambda r: _write(r / "sg" / "f", b"f", os.O_WRONLY | os.O_CREAT | os.O_EXCL),
+        lambda r: os.mkdir(r / "sg" / "d"),
+        lambda r: os.mkdir(r / "sg" / "d"),
+        lambda r: _stat(r / "sg" / "d"),
+        lambda r: os.mkfifo(r / "sg" / "p"),
+        lambda r: _stat(r / "sg" / "p"),
+        lambda r: os.chown(r / "a", 0, 66),
+        lambda r: os.chmod(r / "a", 0o2755),
+        lambda r: _write(r / "a" / "n", b"n"),
+        lambda r: _stat(r / "a" / "n"),
+        lambda r: _write(r / "a" / "f3", b"n", os.O_WRONLY | os.O_CREAT | os.O_EXCL),
+        lambda r: os.unlink(r / "sg" / "f"),
+        lambda r: _write(r / "sg" / "f", b"again", os.O_WRONLY | os.O_CREAT | os.O_EXCL),
+        lambda r: _stat(r / "sg" / "f"),
     ],
 }
 

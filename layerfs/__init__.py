@@ -14,18 +14,45 @@ Built-in drivers live in ``layerfs.drivers.<name>``; ``layerfs bench`` in
 ``layerfs.benchmarks``.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from . import errors as errors
-from ._registry import available_drivers as available_drivers
-from ._store import Store as Store
-from ._store import default_root as default_root
-from ._store import open_store as open
 from ._types import Change as Change
 from ._types import ChangeKind as ChangeKind
 from ._types import Info as Info
 from ._types import Kind as Kind
 from ._types import Mount as Mount
 from ._types import Usage as Usage
-from .driver import Driver as Driver
+
+if TYPE_CHECKING:
+    from ._registry import available_drivers as available_drivers
+    from ._store import Store as Store
+    from ._store import default_root as default_root
+    from ._store import open_store as open
+    from .driver import Driver as Driver
+
+# The store and the driver registry load on first use, so that small
+# processes importing one corner of the package (a FUSE server, a bench
+# workload) start fast.
+_LAZY = {
+    "Store": ("._store", "Store"),
+    "open": ("._store", "open_store"),
+    "default_root": ("._store", "default_root"),
+    "available_drivers": ("._registry", "available_drivers"),
+    "Driver": (".driver", "Driver"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module, __name__), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'layerfs' has no attribute {name!r}")
+
 
 __version__ = "0.1.0"
 

@@ -8,6 +8,22 @@ requests onto them; ``server``, ``launch`` and ``mount_helper`` run it;
 ``driver`` plugs it into the store.
 """
 
-from .driver import FuseDriver as FuseDriver
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .driver import FuseDriver as FuseDriver
 
 __all__ = ["FuseDriver"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: the server process (``python -m
+    # layerfs.drivers.fuse.server``) must not pay for the store's imports
+    # at every mount.
+    if name == "FuseDriver":
+        from .driver import FuseDriver
+
+        return FuseDriver
+    raise AttributeError(name)

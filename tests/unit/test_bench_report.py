@@ -113,7 +113,7 @@ def test_tables_show_ratios_and_missing_columns() -> None:
 def test_plot_writes_a_png(tmp_path: Path) -> None:
     path = tmp_path / "r.png"
     report = make_report()
-    plot(report.results, path, report.titles)
+    plot(report.results, path, report.titles, report.machine)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 10_000
 

@@ -96,7 +96,7 @@ def test_a_failing_column_gets_a_note_and_the_others_go_on(tmp_path: Path) -> No
 
 
 def test_presets_and_runs() -> None:
-    assert rounds("quick", None) == (0, 1)
+    assert rounds("quick", None) == (1, 2)
     assert rounds("default", None)[1] >= 3
     assert rounds("default", 7) == (1, 7)
 
@@ -125,3 +125,11 @@ def test_workload_limits_on_rounds(tmp_path: Path) -> None:
     assert workload_rounds(density, 1, 5, explicit=True) == (0, 5)
     prepare = load("prepare")(Context("default", tmp_path, drop_caches=lambda: None))
     assert workload_rounds(prepare, 1, 3, explicit=False) == (1, 3)
+
+
+def test_output_into_a_missing_directory_is_refused_before_running(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert cli.main(["--json", str(tmp_path / "no" / "r.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err

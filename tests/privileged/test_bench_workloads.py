@@ -1,0 +1,120 @@
+"""Every bench workload on ``native`` and ``copy``, at tiny sizes, on a real scratch fs."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from layerfs.benchmarks import cleanup as cl
+from layerfs.benchmarks.columns import COLUMNS, build
+from layerfs.benchmarks.runner import NoProgress, run_workload
+from layerfs.benchmarks.scratch import make_scratch_fs
+from layerfs.benchmarks.targets import Target
+from layerfs.benchmarks.workload import Context, drop_caches
+from layerfs.benchmarks.workloads import NAMES, load
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loop devices and mounts need root")
+
+#: Sizes far below even --quick, so the whole file runs in seconds.
+TINY = {
+    "prepare": {"chains": (1, 3), "ops": 2},
+    "apply": {"files": 60, "bytes": 1 << 20},
+    "read": {"file": 4 << 20, "random_cold": 20, "random_warm": 50},
+    "copy-up": {"files": (1 << 20, 2 << 20)},
+    "metadata": {"files": 60, "bytes": 1 << 20, "creates": 50},
+    "depth": {"chains": (1, 4)},
+    "density": {"counts": (1, 3), "file": 2 << 20},
+    "diff": {"changed": (10, 30)},
+    "scale": {"count": 10},
+    "space": {"files": 4, "file": 16 << 10, "write": 1 << 20},
+}
+
+
+@pytest.fixture(scope="module")
+def columns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Target]]:
+    workdir = tmp_path_factory.mktemp("bench")
+    reg = cl.Cleanup(workdir)
+    try:
+        targets: dict[str, Target] = {}
+        for spec in COLUMNS:
+            if spec.name in ("native", "copy"):
+                fs = make_scratch_fs(reg, workdir, spec.name, "ext4", 1 << 30)
+                targets[spec.name] = build(spec, fs, reg)
+        yield targets
+    finally:
+        assert reg.run_all() == []
+        assert cl.mounts_below(workdir) == []
+        assert cl.loops_below(workdir) == []
+
+
+@pytest.mark.parametrize("name", list(NAMES))
+def test_workload_gives_every_figure_on_native_and_copy(
+    name: str, columns: dict[str, Target], tmp_path: Path
+) -> None:
+    wl = load(name)(Context("quick", tmp_path, drop_caches))
+    wl.size.update(TINY[name])
+    targets = [columns["native"], columns["copy"]]
+    results = run_workload(wl, targets, warmup=0, runs=1, progress=NoProgress())
+    metrics = {m.name for m in wl.metrics()}
+    assert {r.metric for r in results} == metrics
+    for r in results:
+        assert r.note == "", f"{r.driver}: {r.note}"
+        assert r.runs == 1
+        assert r.median is not None and math.isfinite(r.median)
+        if r.driver == "native" and r.ratio_to_native is not None:
+            assert r.ratio_to_native == pytest.approx(1.0)
+    # Teardown removed what setup made.
+    for t in targets:
+        assert not t._made
+
+
+def test_copy_column_pays_for_private_copies(columns: dict[str, Target], tmp_path: Path) -> None:
+    """The figures say what the drivers are: copy's snapshots duplicate the image."""
+    wl = load("space")(Context("quick", tmp_path, drop_caches))
+    wl.size.update(TINY["space"])
+    results = run_workload(wl, [columns["native"], columns["copy"]], 0, 1, NoProgress())
+    by = {(r.driver, r.metric): r.median for r in results}
+    image_kib = TINY["space"]["files"] * TINY["space"]["file"] / 1024
+    assert by[("native", "empty snapshot")] == pytest.approx(0, abs=64)
+    assert (by[("copy", "empty snapshot")] or 0) >= image_kib
+
+
+#: Workloads that mount snapshots and read through them: enough to prove a column works.
+MOUNTING = ("read", "copy-up", "depth", "density")
+
+
+@pytest.mark.parametrize("column", ["overlay", "fuse", "fuse-nopt", "fuse-overlayfs"])
+def test_other_columns_run_the_mounting_workloads(column: str, tmp_path: Path) -> None:
+    from layerfs.benchmarks.columns import driver_reasons, missing_reason, spec
+
+    workdir = tmp_path / "scratch"
+    workdir.mkdir()
+    why = missing_reason(spec(column), driver_reasons(workdir))
+    if why is not None:
+        pytest.skip(f"{column}: {why}")
+    reg = cl.Cleanup(workdir)
+    try:
+        native_fs = make_scratch_fs(reg, workdir, "native", "ext4", 1 << 30)
+        fs = make_scratch_fs(reg, workdir, column, "ext4", 1 << 30)
+        targets = [build(spec("native"), native_fs, reg), build(spec(column), fs, reg)]
+        for name in MOUNTING:
+            wl = load(name)(Context("quick", tmp_path, drop_caches))
+            wl.size.update(TINY[name])
+            results = run_workload(wl, targets, warmup=0, runs=1, progress=NoProgress())
+            for r in results:
+                assert r.note == "", f"{name} on {r.driver}: {r.note}"
+                assert r.median is not None
+        by = {(r.driver, r.metric): r.median for r in results}  # density, the last one
+        # Union filesystems share the lower file's page cache between snapshots,
+        # unless FUSE caches its own copy (no passthrough, or fuse-overlayfs).
+        extra = by[(column, "per extra, 3")]
+        assert extra is not None
+        if column == "overlay":
+            assert extra < TINY["density"]["file"] / (1 << 20) / 2
+    finally:
+        assert reg.run_all() == []
+        assert cl.mounts_below(workdir) == []
+        assert cl.loops_below(workdir) == []

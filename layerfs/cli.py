@@ -222,7 +222,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     at = _command_index(argv)
     if at is not None and argv[at] == "bench":
         # `bench` has its own options: hand everything after it to the bench.
-        from .benchmarks.cli import main as bench_main
+        try:
+            from .benchmarks.cli import main as bench_main
+        except ImportError as exc:
+            print(
+                f"layerfs bench needs the bench extra ({exc.name} is missing): "
+                "pip install 'layerfs[bench]'",
+                file=sys.stderr,
+            )
+            return 2
 
         return bench_main(argv[at + 1 :])
     parser = build_parser()

@@ -182,6 +182,14 @@ def mark_committed(
     )
 
 
+def revert_commit(db: sqlite3.Connection, sid: int, key: str, labels: dict[str, str]) -> None:
+    """Undo ``mark_committed`` when the driver could not freeze the snapshot."""
+    db.execute(
+        "UPDATE snapshots SET key=?, kind=?, labels=?, state=?, owner=NULL WHERE id=?",
+        (key, Kind.ACTIVE.value, json.dumps(labels), READY, sid),
+    )
+
+
 def set_usage(db: sqlite3.Connection, sid: int, size: int, inodes: int) -> None:
     """Cache the usage of a committed snapshot (it never changes)."""
     db.execute("UPDATE snapshots SET size=?, inodes=? WHERE id=?", (size, inodes, sid))

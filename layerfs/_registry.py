@@ -7,7 +7,8 @@ reason, instead of breaking every other driver.
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+import functools
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 from . import errors
@@ -19,9 +20,17 @@ GROUP = "layerfs.drivers"
 DEFAULT_ORDER = ("overlay", "fuse", "copy")
 
 
+@functools.cache
+def _entry_points() -> tuple[EntryPoint, ...]:
+    # Scanning installed distributions costs tens of milliseconds (seconds on
+    # a slow filesystem); the set of installed drivers does not change while
+    # a process runs.
+    return tuple(entry_points(group=GROUP))
+
+
 def driver_names() -> list[str]:
     """Names of all registered drivers, sorted."""
-    return sorted({ep.name for ep in entry_points(group=GROUP)})
+    return sorted({ep.name for ep in _entry_points()})
 
 
 def load(name: str) -> type[Driver]:
@@ -31,7 +40,7 @@ def load(name: str) -> type[Driver]:
         errors.NotFound: no driver has that name.
         errors.Unsupported: it is registered but cannot be imported here.
     """
-    matches = [ep for ep in entry_points(group=GROUP) if ep.name == name]
+    matches = [ep for ep in _entry_points() if ep.name == name]
     if not matches:
         raise errors.NotFound(
             f"no storage driver named {name!r}; installed: {', '.join(driver_names()) or 'none'}"

@@ -267,7 +267,13 @@ class Store:
             _records.mark_committed(db, rec.id, name, labels_, COMMITTING, _owner.current())
         committed = SnapshotRef(rec.sid, name, Kind.COMMITTED, ref.parents)
         crash_point("commit:marked")
-        self._driver.commit(committed)
+        try:
+            self._driver.commit(committed)
+        except BaseException:
+            # Nothing was frozen: give the caller back the active snapshot.
+            with self._meta.transaction() as db:
+                _records.revert_commit(db, rec.id, key, rec.labels)
+            raise
         crash_point("commit:frozen")
         with self._meta.transaction() as db:
             _records.set_state(db, rec.id, READY, None)
@@ -292,7 +298,13 @@ class Store:
                 raise errors.Busy(f"snapshot {key!r} is mounted; unmount it before removing")
             _records.set_state(db, rec.id, REMOVING, _owner.current())
         crash_point("remove:marked")
-        self._driver.remove(rec.sid)
+        try:
+            self._driver.remove(rec.sid)
+        except BaseException:
+            # Removal is idempotent: the snapshot stays listed so it can be retried.
+            with self._meta.transaction() as db:
+                _records.set_state(db, rec.id, READY, None)
+            raise
         crash_point("remove:released")
         with self._meta.transaction() as db:
             _records.delete(db, rec.id)

@@ -14,18 +14,14 @@ caller waits for udev's event itself (see ``udev.py``).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
 import os
-import shutil
 import time
 from collections.abc import Sequence
 
-import sh
-
 from layerfs import errors
-from layerfs._run import CommandFailed
+from layerfs._run import CommandFailed, run
 
 __all__ = [
     "DeviceInfo",
@@ -108,37 +104,10 @@ def error_from(exc: CommandFailed, what: str) -> errors.LayerfsError:
     return errors.LayerfsError(message)
 
 
-def _run(argv: Sequence[str], timeout: float) -> str:
-    """Run ``argv`` through ``sh`` like ``layerfs._run.run``, but cheaply.
-
-    ``sh``'s own ``_timeout`` adds about 0.1 s to every call (its watchdog
-    polls), which dominates a driver that runs dmsetup a dozen times per
-    snapshot; a background command waited on with a timeout does not.
-    """
-    if shutil.which(argv[0]) is None:
-        raise errors.Unsupported(f"{argv[0]} is not installed (apt-get install dmsetup)")
-    proc = sh.Command(argv[0])(*argv[1:], _bg=True, _tty_out=False, _err_to_out=False)
-    try:
-        proc.wait(timeout=timeout)
-        proc.wait()  # the process has exited; this also waits for its output to be read
-    except sh.TimeoutException as exc:
-        with contextlib.suppress(Exception):
-            proc.kill()
-        raise CommandFailed(argv, None, f"timed out after {timeout:g}s") from exc
-    except sh.ErrorReturnCode as exc:
-        stderr = (
-            exc.stderr.decode(errors="replace")
-            if isinstance(exc.stderr, bytes)
-            else str(exc.stderr)
-        )
-        raise CommandFailed(argv, exc.exit_code, stderr) from exc
-    return str(proc)
-
-
 def _dmsetup(args: Sequence[str], what: str, timeout: float = TIMEOUT) -> str:
     """Run ``dmsetup args`` and return stdout; failures become layerfs errors."""
     try:
-        return _run(["dmsetup", *args], timeout)
+        return run(["dmsetup", *args], timeout=timeout)
     except CommandFailed as exc:
         raise error_from(exc, what) from exc
 

@@ -109,3 +109,30 @@ def test_two_processes_share_one_root(tmp_path: Path) -> None:
         names = {i.name for i in s.walk("kind==committed")}
         assert len(names) == 81
         assert s.check() == []
+
+
+def test_failed_commit_and_remove_leave_the_snapshot_usable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with layerfs.Store(tmp_path, driver="copy") as s:
+        s.prepare("a", labels={"x": "1"})
+        driver = s._driver
+
+        def refuse(*args: object) -> None:
+            raise errors.Busy("device is busy")
+
+        monkeypatch.setattr(driver, "commit", refuse)
+        with pytest.raises(errors.Busy):
+            s.commit("c", "a")
+        info = s.stat("a")
+        assert info.kind is layerfs.Kind.ACTIVE and dict(info.labels) == {"x": "1"}
+        monkeypatch.undo()
+        s.commit("c", "a")
+
+        monkeypatch.setattr(driver, "remove", refuse)
+        with pytest.raises(errors.Busy):
+            s.remove("c")
+        assert s.stat("c").kind is layerfs.Kind.COMMITTED
+        monkeypatch.undo()
+        s.remove("c")
+        assert s.check() == []

@@ -3,25 +3,9 @@
 from __future__ import annotations
 
 from layerfs._sys import fuse_dev
+from layerfs._sys.mount import unescape
 
 __all__ = ["connection_of"]
-
-
-def _unescape(field: str) -> str:
-    # mountinfo writes space, tab, newline and backslash as \ooo.
-    if "\\" not in field:
-        return field
-    raw = field.encode()
-    out = bytearray()
-    i = 0
-    while i < len(raw):
-        if raw[i] == 0x5C and raw[i + 1 : i + 4].isdigit():
-            out.append(int(raw[i + 1 : i + 4], 8))
-            i += 4
-        else:
-            out.append(raw[i])
-            i += 1
-    return out.decode(errors="surrogateescape")
 
 
 def connection_of(target: str) -> str | None:
@@ -35,7 +19,7 @@ def connection_of(target: str) -> str | None:
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields = line.split(" ")
-            if _unescape(fields[4]) == target:
+            if unescape(fields[4]) == target:
                 fstype = line.split(" - ", 1)[1].split(" ", 1)[0]
                 if fstype.startswith("fuse"):
                     major, minor = fields[2].split(":")

@@ -70,8 +70,8 @@ class MountInfo:
     super_options: str
 
 
-def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo octal.
+def unescape(field: str) -> str:
+    """Undo mountinfo's escaping of space, tab, newline and backslash (``\\ooo`` octal)."""
     if "\\" not in field:
         return field
     out = bytearray()
@@ -97,10 +97,10 @@ def mountinfo(pid: str = "self") -> Iterator[MountInfo]:
             yield MountInfo(
                 mount_id=int(a[0]),
                 parent_id=int(a[1]),
-                root=_unescape(a[3]),
-                target=_unescape(a[4]),
+                root=unescape(a[3]),
+                target=unescape(a[4]),
                 fstype=b[0],
-                source=_unescape(b[1]) if len(b) > 1 else "",
+                source=unescape(b[1]) if len(b) > 1 else "",
                 options=a[5],
                 super_options=b[2] if len(b) > 2 else "",
             )

@@ -30,7 +30,7 @@ from typing import BinaryIO
 
 from . import errors
 from ._fstree import copy_node, remove_tree
-from ._lower import is_opaque, lookup, merged_names
+from ._lower import is_opaque, lookup
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
@@ -378,11 +378,6 @@ def _apply_member(
         _set_metadata(path, member)
     else:
         raise errors.InvalidArgument(f"layer tar entry {member.name!r} has an unknown type")
-
-
-def opaque_children(target: DiffTarget, parts: Sequence[str]) -> set[str]:
-    """Names below ``parts`` that an opaque marker there hides (for ``changes``)."""
-    return merged_names(target.lowers, parts, target.opaque_xattr)
 
 
 __all__ = ["TreeTarget", "DiffTarget", "apply_tar", "split_name", "is_opaque"]

@@ -58,11 +58,6 @@ class DigestReader(io.RawIOBase):
         self.size += len(data)
         return len(data)
 
-    def drain(self) -> None:
-        """Read to the end, so the digest covers trailing padding too."""
-        while self._inner.read(1 << 20):
-            pass
-
     def read_rest(self) -> None:
         """Consume and hash whatever is left."""
         while True:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from pathlib import Path
 from typing import Any
 
 SKIP_TOP_LEVEL = frozenset({"lost+found"})
@@ -78,9 +77,3 @@ def diff_descriptions(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
         if a.get(path) != b.get(path):
             lines.append(f"{path}: {a.get(path)!r} != {b.get(path)!r}")
     return lines
-
-
-def make_dir(path: Path) -> Path:
-    """Create ``path`` (and parents) and return it."""
-    path.mkdir(parents=True, exist_ok=True)
-    return path

@@ -7,8 +7,10 @@ How snapshots map onto the pool:
 - Every snapshot, active, view or committed, is a ``create_snap`` of its
   parent's device (of the base when it has no parent). Active snapshots
   and views are activated as ``<prefix>-<snapshot id>`` and mounted
-  read-write or read-only; commit deactivates the device (a committed
-  layer is only ever an origin, and a deactivated origin needs no suspend).
+  read-write or read-only; they stay activated across unmounts (each
+  activation is a dmsetup call) until commit, remove or ``close``. Commit
+  deactivates the device (a committed layer is only ever an origin, and a
+  deactivated origin needs no suspend).
 - Every pool message happens inside a journalled transaction (see
   ``journal.py``) closed by ``set_transaction_id``; ``_recover`` rolls an
   interrupted one forward or back when the driver opens.
@@ -309,6 +311,11 @@ class DevmapperDriver(Driver):
             node = self._activate(BASE, rec)
             faults.point("base-formatting")
             self._mkfs(node)
+            # Measured now, while it is active: every snapshot starts from these.
+            mapped = parse_thin(dmsetup.status(self._dev_name(BASE)), node).mapped_sectors
+            used = fsinfo.used_inodes(node, self.config.fs, self.home / "probe")
+            rec = dataclasses.replace(rec, inodes=used, mapped=mapped)
+            self.journal.put_device(BASE, rec)
             self._deactivate(BASE, BASE, deferred=False)
             self.state.put("base_ready", "1")
         return rec
@@ -340,7 +347,11 @@ class DevmapperDriver(Driver):
             )
         node = self._activate(snap.id, rec)
         faults.point("create-activated")
-        shared = parse_thin(dmsetup.status(self._dev_name(snap.id)), node).mapped_sectors
+        # A snapshot starts out sharing all of its origin's mapped blocks; a
+        # frozen origin's count was recorded when it was measured at commit.
+        shared = origin.mapped
+        if shared < 0:
+            shared = parse_thin(dmsetup.status(self._dev_name(snap.id)), node).mapped_sectors
         self.journal.put_device(snap.id, dataclasses.replace(rec, shared=shared))
 
     def commit(self, snap: SnapshotRef) -> None:
@@ -373,14 +384,6 @@ class DevmapperDriver(Driver):
         if self.config.fs == "xfs":
             opts += ("nouuid",)
         return [Mount(self.config.fs, node, opts)]
-
-    def unmount(self, snap_id: str, target: Path) -> None:
-        """Unmount ``target`` and deactivate the device when nothing else holds it."""
-        super().unmount(snap_id, target)
-        name = self._dev_name(snap_id)
-        if dmsetup.info(name) is not None:
-            with contextlib.suppress(errors.Busy):  # mounted elsewhere too
-                udev.remove_device(name, self.use_udev, deferred=False, retries=3)
 
     @contextlib.contextmanager
     def _active(self, sid: str, rec: DeviceRecord) -> Iterator[str]:
@@ -417,7 +420,7 @@ class DevmapperDriver(Driver):
         with self._active(snap.id, rec) as node:
             mapped = parse_thin(dmsetup.status(self._dev_name(snap.id)), node).mapped_sectors
             used = fsinfo.used_inodes(node, self.config.fs, self.home / "probe")
-        self.journal.put_device(snap.id, dataclasses.replace(rec, inodes=used))
+        self.journal.put_device(snap.id, dataclasses.replace(rec, inodes=used, mapped=mapped))
         parent_used = self._inodes_of(snap.parents[0] if snap.parents else BASE)
         return Usage(size=max(0, mapped - rec.shared) * 512, inodes=max(0, used - parent_used))
 

@@ -58,12 +58,16 @@ class DeviceRecord:
         shared: mapped sectors it had when made (its parent's); usage
             counts what it mapped beyond that.
         inodes: inodes its filesystem used when last measured, -1 if never.
+        mapped: mapped sectors when last measured, -1 if never; for a
+            committed snapshot (or the base) this is final, and it is what
+            a snapshot of it starts out sharing.
     """
 
     thin: int
     size: int
     shared: int = 0
     inodes: int = -1
+    mapped: int = -1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,7 +35,19 @@ def _dm_available() -> str | None:
 _REASON = _dm_available()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def _shard(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep every n-th test when LAYERFS_VM_SHARD is ``i/n`` (scripts/vm-test runs n VMs)."""
+    spec = os.environ.get("LAYERFS_VM_SHARD")
+    if not spec:
+        return
+    index, count = (int(part) for part in spec.split("/"))
+    keep = [item for k, item in enumerate(items) if k % count == index]
+    config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    items[:] = keep
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _shard(config, items)
     if _REASON is None:
         return
     for item in items:

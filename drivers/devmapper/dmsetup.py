@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from layerfs import errors
 from layerfs._run import CommandFailed, run
+from layerfs._sys.mount import mountinfo
 
 __all__ = [
     "DeviceInfo",
@@ -162,7 +163,9 @@ def remove(
         except errors.NotFound:
             return True
         except errors.Busy:
-            if attempt + 1 == retries:
+            # Retrying helps against a short-lived opener (udev's probe), not
+            # against a mount or a device stacked on top.
+            if attempt + 1 == retries or held(name):
                 if not deferred:
                     raise
                 break
@@ -245,6 +248,21 @@ def _sysfs_devices() -> dict[str, DeviceInfo]:
 def info(name: str) -> DeviceInfo | None:
     """Return ``DeviceInfo`` for ``name``, or None when there is no such device."""
     return _sysfs_devices().get(name)
+
+
+def held(name: str) -> bool:
+    """Whether ``name`` is mounted in this mount namespace or has a device stacked on it."""
+    dev = info(name)
+    if dev is None:
+        return False
+    sysfs = f"/sys/dev/block/{dev.major}:{dev.minor}/holders"
+    try:
+        if os.listdir(sysfs):
+            return True
+    except OSError:
+        pass
+    sources = {f"/dev/mapper/{name}", f"/dev/dm-{dev.minor}"}
+    return any(m.source in sources for m in mountinfo())
 
 
 def open_count(name: str) -> int | None:

@@ -250,6 +250,24 @@ def test_missing_pool_and_bad_options(tmp_path: Path) -> None:
         layerfs.Store(tmp_path / "d", driver="devmapper", options={"block_size": "48K"})
 
 
+def test_device_that_is_not_a_thin_pool_is_refused(tmp_path: Path) -> None:
+    name = f"lfstest-zero-{os.getpid()}"
+    dmsetup.create(name, "0 2048 zero")
+    try:
+        with pytest.raises(errors.InvalidArgument, match="thin-pool"):
+            layerfs.Store(tmp_path / "s", driver="devmapper", options={"pool_name": name})
+    finally:
+        dmsetup.remove(name, deferred=False)
+
+
+def test_missing_dmsetup_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    with pytest.raises(errors.Unsupported, match="dmsetup is not installed"):
+        layerfs.Store(tmp_path / "s", driver="devmapper", options=SMALL)
+
+
 @pytest.mark.parametrize("mode", ["on", "off"])
 def test_udev_modes(tmp_path: Path, mode: str) -> None:
     if mode == "on" and not os.path.exists("/run/udev/control"):

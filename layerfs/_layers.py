@@ -8,8 +8,8 @@ driver's storage. Two paths, chosen by what the driver offers:
   (``Driver.diff_dir``) for the snapshot and all its parents; tars are
   written into, and changes read out of, the upper directory alone;
 - generic: the snapshot's tree is used directly (``direct_path``) or
-  mounted for the duration, and changes come from comparing it with a
-  temporary view of the parent.
+  mounted for the duration, and changes come from comparing it with the
+  parent's tree, reached the same way.
 """
 
 from __future__ import annotations
@@ -114,8 +114,7 @@ def diff_entries(
             with store._meta.transaction(write=False) as db:
                 parent = _records.by_id(db, rec.parent_id)
             assert parent is not None
-            _, view = stack.enter_context(store._hidden_snapshot(Kind.VIEW, parent.key))
-            old_tree = stack.enter_context(store._temporary_tree(view))
+            old_tree = stack.enter_context(store._temporary_tree(store._ref_from(parent)))
         yield compare_trees(old_tree, new_tree), ref, None
 
 

@@ -10,7 +10,8 @@ How snapshots map onto the pool:
   read-write or read-only; they stay activated across unmounts (each
   activation is a dmsetup call) until commit, remove or ``close``. Commit
   deactivates the device (a committed layer is only ever an origin, and a
-  deactivated origin needs no suspend).
+  deactivated origin needs no suspend); a committed layer mounted read-only
+  (to read its tree) is deactivated again on unmount.
 - Every pool message happens inside a journalled transaction (see
   ``journal.py``) closed by ``set_transaction_id``; ``_recover`` rolls an
   interrupted one forward or back when the driver opens.
@@ -64,6 +65,8 @@ class DevmapperDriver(Driver):
     def __init__(self, home: Path, options: Mapping[str, str], state: DriverState) -> None:
         super().__init__(home, options, state)
         self.opts = DevmapperOptions.parse(options)
+        #: Committed snapshots this process activated to mount them read-only.
+        self._transient: set[str] = set()
         reason = self.unavailable_reason(self.home)
         if reason is not None:
             raise errors.Unsupported(f"devmapper driver: {reason}")
@@ -172,7 +175,9 @@ class DevmapperDriver(Driver):
         raise errors.NoSpace(f"no free thin id in this store's range of thin pool {self.pool.name}")
 
     def _transact_delete(self, sid: str, rec: DeviceRecord) -> None:
-        tid = self.pool.status().transaction_id
+        # The id this store last set saves a status call; when another store
+        # moved it since, _bump re-reads it.
+        tid = self.journal.tid()
         pending = Pending("delete", sid, rec.thin, None, tid, tid + 1)
         self.journal.begin(pending, self.config.range_base)
         faults.point("delete-journaled")
@@ -379,11 +384,22 @@ class DevmapperDriver(Driver):
     def mounts(self, snap: SnapshotRef) -> list[Mount]:
         """Activate the device and return its one mount (rw for active, else ro)."""
         rec = self._record(snap.id, snap.key)
+        if snap.kind is Kind.COMMITTED and dmsetup.info(self._dev_name(snap.id)) is None:
+            self._transient.add(snap.id)
         node = self._activate(snap.id, rec)
         opts: tuple[str, ...] = ("rw",) if snap.kind is Kind.ACTIVE else ("ro",)
         if self.config.fs == "xfs":
             opts += ("nouuid",)
         return [Mount(self.config.fs, node, opts)]
+
+    def unmount(self, snap_id: str, target: Path) -> None:
+        """Unmount ``target``; a committed snapshot's device goes down again when idle."""
+        super().unmount(snap_id, target)
+        if snap_id in self._transient:
+            # A committed layer stays deactivated, so snapshotting it needs no suspend.
+            with contextlib.suppress(errors.Busy):  # mounted elsewhere too
+                udev.remove_device(self._dev_name(snap_id), self.use_udev, deferred=False)
+                self._transient.discard(snap_id)
 
     @contextlib.contextmanager
     def _active(self, sid: str, rec: DeviceRecord) -> Iterator[str]:

@@ -285,7 +285,7 @@ def test_udev_modes(tmp_path: Path, mode: str) -> None:
         assert store.check() == []
 
 
-def test_busy_device_is_reported_and_finished_on_reopen(tmp_path: Path) -> None:
+def test_busy_device_is_reported_and_retried(tmp_path: Path) -> None:
     target = tmp_path / "outside"
     target.mkdir()
     with opened(tmp_path / "s", **SMALL) as store:
@@ -303,9 +303,14 @@ def test_busy_device_is_reported_and_finished_on_reopen(tmp_path: Path) -> None:
                 store.remove("b")
         finally:
             subprocess.run(["umount", str(target)], check=True)
-    # Reopening resolves the interrupted commit and removal; no device is left.
+        # Both stay as they were, to be retried once the outside mount is gone;
+        # the deferred removal took b's device down when it was unmounted.
+        assert {i.name for i in store.walk()} == {"a", "b"}
+        assert store.check() == []
+        store.commit("c", "a")
+        store.remove("b")
     with opened(tmp_path / "s", **SMALL) as store:
-        assert "b" not in {i.name for i in store.walk()}
+        assert {i.name for i in store.walk()} == {"c"}
         assert our_devices(store) == []
         assert store.check() == []
 

@@ -43,7 +43,7 @@ def apply_layer(
 ) -> Info:
     """Unpack a layer tar on ``parent`` and commit it under its chain ID (see ``Store.apply``)."""
     digest = DigestReader(decompressed(fileobj))
-    with store._hidden_snapshot(Kind.ACTIVE, parent) as (rec, ref):
+    with store._hidden_active(parent) as (rec, ref):
         dd = store._driver.diff_dir(ref)
         lowers = lower_dirs(store, ref) if dd is not None else None
         reader = io.BufferedReader(digest, buffer_size=1 << 20)

@@ -530,20 +530,15 @@ class Store:
             )
 
     @contextlib.contextmanager
-    def _hidden_snapshot(
-        self, kind: Kind, parent: str | None
-    ) -> Iterator[tuple[Record, SnapshotRef]]:
-        """A snapshot under a key no user can spell, removed on exit unless kept."""
-        key = f"\x00{kind.value}-{uuid.uuid4().hex}"
-        rec, ref = self._create(key, kind, parent, None, APPLYING)
+    def _hidden_active(self, parent: str | None) -> Iterator[tuple[Record, SnapshotRef]]:
+        """An active snapshot under a key no user can spell, discarded if the block fails."""
+        key = f"\x00{Kind.ACTIVE.value}-{uuid.uuid4().hex}"
+        rec, ref = self._create(key, Kind.ACTIVE, parent, None, APPLYING)
         try:
             yield rec, ref
         except BaseException:
             self._discard_if_present(rec)
             raise
-        else:
-            if kind is Kind.VIEW:
-                self._discard_if_present(rec)
 
     def _discard_if_present(self, rec: Record) -> None:
         with self._meta.transaction(write=False) as db:

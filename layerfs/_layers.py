@@ -17,11 +17,12 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from . import _owner, _records
+from . import _owner, _records, errors
 from ._apply import DiffTarget, TreeTarget, apply_tar
 from ._diff import DiffEntry, compare_trees, scan_diff_dir
 from ._export import write_tar
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
     from ._store import Store
 
 DIFF_ID_LABEL = "layerfs.diff-id"
+
+#: How long ``apply`` waits for another process committing the same layer.
+WAIT_FOR_TWIN_S = 60.0
 
 
 def apply_layer(
@@ -61,27 +65,48 @@ def apply_layer(
                 parent_name = p.key if p else None
         name = chain_id(parent_name, digest.digest)
         usage = store._driver.usage(ref)
-        with store._meta.transaction() as db:
-            existing = _records.find(db, name)
-            if existing is None:
-                _records.mark_committed(
-                    db,
-                    rec.id,
-                    name,
-                    {**labels, DIFF_ID_LABEL: digest.digest},
-                    COMMITTING,
-                    _owner.current(),
-                )
+        existing = _claim_name(store, rec.id, name, {**labels, DIFF_ID_LABEL: digest.digest})
     if existing is not None:
         # The same layer on the same parent is here already: keep that one.
         store._discard_if_present(rec)
-        return store.stat(name)
+        return existing
     crash_point("apply:marked")
-    store._driver.commit(SnapshotRef(rec.sid, name, Kind.COMMITTED, ref.parents))
+    try:
+        store._driver.commit(SnapshotRef(rec.sid, name, Kind.COMMITTED, ref.parents))
+    except BaseException:
+        store._discard(rec)  # leave nothing COMMITTING behind: a retry starts afresh
+        raise
     with store._meta.transaction() as db:
         _records.set_state(db, rec.id, READY, None)
         _records.set_usage(db, rec.id, usage.size, usage.inodes)
         return _records.info(db, _records.get(db, name))
+
+
+def _claim_name(store: Store, rec_id: int, name: str, labels: dict[str, str]) -> Info | None:
+    """Name the applied snapshot ``name``, or return the Info of the one already so named.
+
+    Another process applying the same layer may be committing it right
+    now: wait for its commit to finish, then use its result.
+
+    Raises:
+        errors.Busy: the other commit did not finish in time, or its process died
+            (``check(repair=True)`` finishes it).
+    """
+    deadline = time.monotonic() + WAIT_FOR_TWIN_S
+    while True:
+        with store._meta.transaction() as db:
+            existing = _records.find(db, name)
+            if existing is None:
+                _records.mark_committed(db, rec_id, name, labels, COMMITTING, _owner.current())
+                return None
+            if existing.state == READY:
+                return _records.info(db, existing)
+        if not _owner.is_alive(existing.owner) or time.monotonic() > deadline:
+            raise errors.Busy(
+                f"layer {name!r} is being {existing.state} by another process that "
+                "did not finish; retry, or run check(repair=True) if it died"
+            )
+        time.sleep(0.02)
 
 
 def lower_dirs(store: Store, ref: SnapshotRef) -> list[Path] | None:

@@ -120,13 +120,22 @@ class Metadata:
             self._depth = 1
             try:
                 yield self._db
-            except BaseException:
+            except BaseException as exc:
                 self._depth = 0
                 self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError) and _is_lock_error(exc):
+                    raise errors.Busy(f"store database {self.path} is locked: {exc}") from exc
                 raise
             else:
                 self._depth = 0
-                self._db.execute("COMMIT")
+                try:
+                    self._db.execute("COMMIT")
+                except sqlite3.OperationalError as exc:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    if _is_lock_error(exc):
+                        raise errors.Busy(f"store database {self.path} is locked: {exc}") from exc
+                    raise
 
     def get_meta(self, name: str) -> str | None:
         """Read one store-wide setting."""
@@ -146,6 +155,11 @@ class Metadata:
                 self._db.close()
             except sqlite3.Error:
                 pass
+
+
+def _is_lock_error(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
 
 
 class DriverStateTable:

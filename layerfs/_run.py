@@ -2,11 +2,15 @@
 
 Every failure becomes ``CommandFailed`` carrying the command, exit status
 and trimmed stderr, which drivers translate into ``layerfs.errors``.
+Commands run under ``LC_ALL=C``: drivers read their messages (dmsetup's
+strerror text says which errno it hit), and a translated message would
+turn ``AlreadyExists`` or ``NotFound`` into an unknown error.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import signal
 from collections.abc import Callable, Sequence
@@ -43,6 +47,13 @@ def _alarm_in(seconds: float) -> Callable[[], None]:
     return arm
 
 
+def command_env() -> dict[str, str]:
+    """The environment external commands run with: ours, in the C locale."""
+    env = {k: v for k, v in os.environ.items() if k != "LANGUAGE"}
+    env["LC_ALL"] = "C"
+    return env
+
+
 def run(argv: Sequence[str], *, timeout: float = 60.0, input: str | bytes | None = None) -> str:
     """Run ``argv`` and return its standard output as text.
 
@@ -69,6 +80,7 @@ def run(argv: Sequence[str], *, timeout: float = 60.0, input: str | bytes | None
                 _tty_out=False,
                 _err_to_out=False,
                 _preexec_fn=_alarm_in(timeout),
+                _env=command_env(),
             )
         )
     except sh.ErrorReturnCode as exc:

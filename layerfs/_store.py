@@ -12,8 +12,11 @@ commits are finished.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import logging
 import os
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -22,12 +25,19 @@ from typing import BinaryIO
 from . import _layers, _owner, _records, _recovery, errors
 from ._faults import crash_point
 from ._keys import validate_key
+from ._locks import storage_lock
 from ._metadata import DriverStateTable, Metadata
 from ._records import APPLYING, COMMITTING, CREATING, READY, REMOVING, Record
 from ._recovery import MOUNTED, MOUNTING, TEMPORARY, UNMOUNTING
 from ._registry import DEFAULT_ORDER, load, unavailable_reason
 from ._types import Change, Info, Kind, Mount, Usage
 from .driver import Driver, SnapshotRef
+
+log = logging.getLogger("layerfs")
+
+#: How long ``mount``/``unmount`` wait for another process's mount or unmount
+#: of the same target to finish before answering ``Busy``.
+MOUNT_WAIT_S = 30.0
 
 
 def _check_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
@@ -86,7 +96,11 @@ class Store:
             raise
         self.driver_name = name
         self._closed = False
-        self._recover()
+        try:
+            self._recover()
+        except BaseException:
+            self.close()
+            raise
 
     # -- opening -------------------------------------------------------------
 
@@ -123,15 +137,50 @@ class Store:
         return name, opts
 
     def _recover(self) -> None:
-        """Resolve intents and mounts left by processes that died."""
-        _recovery.find_problems(self, repair=True, on_open=True)
+        """Resolve intents and mounts left by processes that died; log what needs an operator."""
+        for line in _recovery.find_problems(self, repair=True, on_open=True):
+            log.warning("store %s: %s", self.root, line)
+
+    def _storage_lock(self, exclusive: bool = False) -> contextlib.AbstractContextManager[None]:
+        """See ``layerfs._locks``: held shared around creates and removals."""
+        return storage_lock(self.root, exclusive=exclusive)
 
     def _drop_mount(self, m: _records.MountRecord) -> None:
+        """Take down a mount whose row this process has claimed (UNMOUNTING or TEMPORARY).
+
+        Holds the storage lock shared: a driver's records of a mount (FUSE
+        servers) must not look stale to a ``check`` half-way through.
+        """
         if not m.direct:
-            self._driver.unmount(str(m.snapshot_id), Path(m.target))
+            with self._storage_lock():
+                self._driver.unmount(str(m.snapshot_id), Path(m.target))
             _rmdir_quiet(m.target, self.root / "mounts")
         with self._meta.transaction() as db:
-            _records.delete_mount(db, m.target)
+            row = _records.mount_row(db, m.target)
+            if row is not None and row.state in (UNMOUNTING, TEMPORARY) and row.owner == m.owner:
+                _records.delete_mount(db, m.target)
+
+    def _claim_mount(self, seen: _records.MountRecord) -> _records.MountRecord | None:
+        """Take over the mount row ``seen`` to unmount it, if nobody changed it since.
+
+        Returns the claimed row (state UNMOUNTING, owned by this process),
+        or None when another process got there first or the row changed.
+        """
+        me = _owner.current()
+        with self._meta.transaction() as db:
+            row = _records.mount_row(db, seen.target)
+            if row != seen:
+                return None
+            state = TEMPORARY if row.state == TEMPORARY else UNMOUNTING
+            claimed = _records.MountRecord(row.target, row.snapshot_id, 0, state, me, row.direct)
+            _records.put_mount(db, claimed)
+        return claimed
+
+    def _release_claim(self, claimed: _records.MountRecord, original: _records.MountRecord) -> None:
+        """Give back a row claimed by ``_claim_mount`` that turned out to be healthy."""
+        with self._meta.transaction() as db:
+            if _records.mount_row(db, claimed.target) == claimed:
+                _records.put_mount(db, original)
 
     def _mount_rows(self, sid: int) -> list[_records.MountRecord]:
         with self._meta.transaction(write=False) as db:
@@ -166,6 +215,12 @@ class Store:
         """Insert a record with an intent and allocate its storage."""
         labels_ = _check_labels(labels)
         me = _owner.current()
+        with self._storage_lock():
+            return self._create_locked(key, kind, parent, labels_, state, me)
+
+    def _create_locked(
+        self, key: str, kind: Kind, parent: str | None, labels_: dict[str, str], state: str, me: str
+    ) -> tuple[Record, SnapshotRef]:
         with self._meta.transaction() as db:
             parent_rec = None
             if parent is not None:
@@ -193,11 +248,12 @@ class Store:
 
     def _discard(self, rec: Record) -> None:
         """Undo a half-made snapshot: storage first, then the record."""
-        try:
-            self._driver.remove(rec.sid)
-        finally:
-            with self._meta.transaction() as db:
-                _records.delete(db, rec.id)
+        with self._storage_lock():
+            try:
+                self._driver.remove(rec.sid)
+            finally:
+                with self._meta.transaction() as db:
+                    _records.delete(db, rec.id)
 
     # -- snapshots -------------------------------------------------------------
 
@@ -251,8 +307,6 @@ class Store:
             raise errors.FailedPrecondition(
                 f"snapshot {key!r} is {rec.kind.value}; only active snapshots can be committed"
             )
-        if self._mount_rows(rec.id):
-            raise errors.Busy(f"snapshot {key!r} is mounted; unmount it before commit")
         ref = self._ref_from(rec)
         usage = self._driver.usage(ref)
         labels_ = _check_labels(labels) if labels is not None else rec.labels
@@ -260,6 +314,9 @@ class Store:
             current = _records.get(db, key)
             if current.id != rec.id or current.kind is not Kind.ACTIVE:
                 raise errors.FailedPrecondition(f"snapshot {key!r} changed during commit; retry")
+            # Checked in the same transaction that freezes it: no mount can slip in between.
+            if _records.mount_rows(db, rec.id):
+                raise errors.Busy(f"snapshot {key!r} is mounted; unmount it before commit")
             if name != key and _records.find(db, name) is not None:
                 raise errors.AlreadyExists(
                     f"snapshot {name!r} already exists; commit under another name"
@@ -290,24 +347,27 @@ class Store:
         """
         self._live()
         rec = self._get(key)
-        with self._meta.transaction() as db:
-            rec = _records.get(db, key)
-            if _records.has_children(db, rec.id):
-                raise errors.FailedPrecondition(f"snapshot {key!r} has children; remove them first")
-            if _records.mount_rows(db, rec.id):
-                raise errors.Busy(f"snapshot {key!r} is mounted; unmount it before removing")
-            _records.set_state(db, rec.id, REMOVING, _owner.current())
-        crash_point("remove:marked")
-        try:
-            self._driver.remove(rec.sid)
-        except BaseException:
-            # Removal is idempotent: the snapshot stays listed so it can be retried.
+        with self._storage_lock():
             with self._meta.transaction() as db:
-                _records.set_state(db, rec.id, READY, None)
-            raise
-        crash_point("remove:released")
-        with self._meta.transaction() as db:
-            _records.delete(db, rec.id)
+                rec = _records.get(db, key)
+                if _records.has_children(db, rec.id):
+                    raise errors.FailedPrecondition(
+                        f"snapshot {key!r} has children; remove them first"
+                    )
+                if _records.mount_rows(db, rec.id):
+                    raise errors.Busy(f"snapshot {key!r} is mounted; unmount it before removing")
+                _records.set_state(db, rec.id, REMOVING, _owner.current())
+            crash_point("remove:marked")
+            try:
+                self._driver.remove(rec.sid)
+            except BaseException:
+                # Removal is idempotent: the snapshot stays listed so it can be retried.
+                with self._meta.transaction() as db:
+                    _records.set_state(db, rec.id, READY, None)
+                raise
+            crash_point("remove:released")
+            with self._meta.transaction() as db:
+                _records.delete(db, rec.id)
 
     def stat(self, key: str) -> Info:
         """Return the ``Info`` of ``key``. Raises ``errors.NotFound``."""
@@ -388,9 +448,15 @@ class Store:
         Without ``target`` the store picks ``<root>/mounts/<id>``; drivers
         whose snapshots are plain directories (``copy``) return that
         directory without mounting anything. Each call needs one
-        ``unmount``; the last one really unmounts.
+        ``unmount``; the last one really unmounts. A call that finds
+        another process mounting or unmounting the same target waits for it.
 
-        A mount belongs to the process that made it: if that process dies
+        An active snapshot is mounted read-write at one target at a time:
+        two writable mounts of one upper directory corrupt it (overlayfs
+        calls the result undefined). Mount it again at the same target to
+        share that mount.
+
+        A mount belongs to the processes that hold it: if they all die
         without unmounting, ``check()`` reports the mount and
         ``check(repair=True)`` takes it down. Opening a store never takes
         down a working mount (a container may be running on it).
@@ -399,39 +465,35 @@ class Store:
 
         Raises:
             errors.NotFound: no snapshot ``key``.
-            errors.Busy: ``target`` holds another snapshot.
+            errors.Busy: ``target`` holds another snapshot; or ``key`` is
+                active and mounted at another target; or another process
+                kept the target mounting or unmounting too long.
             errors.Unsupported: mounting needs privileges this process lacks.
         """
         self._live()
-        rec = self._get(key)
-        ref = self._ref_from(rec)
-        direct = self._driver.direct_path(ref) if target is None else None
-        if direct is not None:
-            path = str(direct)
-        elif target is None:
-            path = str(self.root / "mounts" / rec.sid)
-        else:
-            path = os.path.realpath(target)
-        with self._meta.transaction() as db:
-            row = _records.mount_row(db, path)
-            if row is not None:
-                if row.snapshot_id != rec.id:
-                    raise errors.Busy(
-                        f"mount target {path} holds another snapshot; unmount it first"
-                    )
-                _records.put_mount(
-                    db,
-                    _records.MountRecord(
-                        path, rec.id, row.refs + 1, row.state, row.owner, row.direct
-                    ),
-                )
+        deadline = time.monotonic() + MOUNT_WAIT_S
+        while True:
+            rec = self._get(key)
+            ref = self._ref_from(rec)
+            direct = self._driver.direct_path(ref) if target is None else None
+            if direct is not None:
+                path = str(direct)
+            elif target is None:
+                path = str(self.root / "mounts" / rec.sid)
+            else:
+                path = os.path.realpath(target)
+            outcome = self._mount_row_for(rec, path, direct is not None, persistent)
+            if outcome == "joined":
                 return path
-            _records.put_mount(
-                db,
-                _records.MountRecord(
-                    path, rec.id, 1, MOUNTING, _owner.current(), direct is not None
-                ),
-            )
+            if outcome == "new":
+                break
+            if time.monotonic() > deadline:
+                raise errors.Busy(
+                    f"mount target {path} of {key!r} stayed {outcome} by another process for "
+                    f"{MOUNT_WAIT_S:g}s; retry, or run check(repair=True) if that process hangs"
+                )
+            time.sleep(0.02)
+        me = _owner.current()
         crash_point("mount:recorded")
         try:
             if direct is None:
@@ -440,7 +502,9 @@ class Store:
                 crash_point("mount:mounted")
         except BaseException:
             with self._meta.transaction() as db:
-                _records.delete_mount(db, path)
+                row = _records.mount_row(db, path)
+                if row is not None and row.state == MOUNTING and row.owner == me:
+                    _records.delete_mount(db, path)
             if direct is None:
                 _rmdir_quiet(path, self.root / "mounts")
             raise
@@ -449,16 +513,57 @@ class Store:
             if row is not None:
                 _records.put_mount(
                     db,
-                    _records.MountRecord(
-                        path,
-                        rec.id,
-                        row.refs,
-                        MOUNTED,
-                        None if persistent else row.owner,
-                        row.direct,
+                    dataclasses.replace(
+                        row, state=MOUNTED, owner=None if persistent else row.owner
                     ),
                 )
         return path
+
+    def _mount_row_for(self, rec: Record, path: str, direct: bool, persistent: bool) -> str:
+        """Join or start the mount row of ``path`` in one transaction.
+
+        Returns ``"joined"`` (a reference added to a finished mount),
+        ``"new"`` (a MOUNTING row owned by this process: go and mount), or
+        the state (``"mounting"``, ``"unmounting"``) to wait out.
+        """
+        me = _owner.current()
+        stale = None
+        with self._meta.transaction() as db:
+            current = _records.by_id(db, rec.id)
+            if current is None or current.state != READY or current.key != rec.key:
+                raise errors.NotFound(
+                    f"snapshot {rec.key!r} does not exist any more (removed or committed "
+                    "meanwhile); list snapshots with walk()"
+                )
+            row = _records.mount_row(db, path)
+            if row is not None:
+                if row.snapshot_id != rec.id:
+                    raise errors.Busy(
+                        f"mount target {path} holds another snapshot; unmount it first"
+                    )
+                if row.state != MOUNTED:
+                    if _owner.any_alive(row.owner):
+                        return row.state
+                    stale = row
+                else:
+                    owner = None if persistent or row.owner is None else f"{row.owner} {me}"
+                    _records.put_mount(db, dataclasses.replace(row, refs=row.refs + 1, owner=owner))
+                    return "joined"
+            elif rec.kind is Kind.ACTIVE and not direct:
+                for other in _records.mount_rows(db, rec.id):
+                    if not other.direct and other.target != path:
+                        raise errors.Busy(
+                            f"snapshot {rec.key!r} is active and mounted read-write at "
+                            f"{other.target}; use that path (mount it there) or unmount it first"
+                        )
+            if stale is None:
+                _records.put_mount(db, _records.MountRecord(path, rec.id, 1, MOUNTING, me, direct))
+                return "new"
+        # Left mid-way by a dead process: take it down, then the caller starts afresh.
+        claimed = self._claim_mount(stale)
+        if claimed is not None:
+            self._drop_mount(claimed)
+        return stale.state
 
     def unmount(self, key: str, target: str | os.PathLike[str] | None = None) -> None:
         """Drop one reference to a mount of ``key``; the last one unmounts (lazily).
@@ -468,35 +573,41 @@ class Store:
 
         Raises:
             errors.NotFound: ``key`` is not mounted (there).
+            errors.Busy: another process kept it mounting too long.
         """
         self._live()
         rec = self._get(key)
         want = os.path.realpath(target) if target is not None else None
-        with self._meta.transaction() as db:
-            rows = [r for r in _records.mount_rows(db, rec.id) if r.state != TEMPORARY]
-            if want is not None:
-                rows = [r for r in rows if r.target == want]
-            if not rows:
-                raise errors.NotFound(
-                    f"snapshot {key!r} is not mounted{' at ' + str(want) if want else ''}"
-                )
-            default = str(self.root / "mounts" / rec.sid)
-            row = next((r for r in rows if r.target == default), rows[0])
-            if row.refs > 1:
-                _records.put_mount(
-                    db,
-                    _records.MountRecord(
-                        row.target, rec.id, row.refs - 1, row.state, row.owner, row.direct
-                    ),
-                )
-                return
-            _records.put_mount(
-                db,
-                _records.MountRecord(
-                    row.target, rec.id, 0, UNMOUNTING, _owner.current(), row.direct
-                ),
-            )
-        self._drop_mount(_records.MountRecord(row.target, rec.id, 0, UNMOUNTING, None, row.direct))
+        me = _owner.current()
+        deadline = time.monotonic() + MOUNT_WAIT_S
+        while True:
+            with self._meta.transaction() as db:
+                rows = [r for r in _records.mount_rows(db, rec.id) if r.state != TEMPORARY]
+                if want is not None:
+                    rows = [r for r in rows if r.target == want]
+                ready = [r for r in rows if r.state == MOUNTED]
+                if ready:
+                    default = str(self.root / "mounts" / rec.sid)
+                    row = next((r for r in ready if r.target == default), ready[0])
+                    owner = _drop_owner(row.owner, me)
+                    if row.refs > 1:
+                        _records.put_mount(
+                            db, dataclasses.replace(row, refs=row.refs - 1, owner=owner)
+                        )
+                        return
+                    claimed = _records.MountRecord(
+                        row.target, rec.id, 0, UNMOUNTING, me, row.direct
+                    )
+                    _records.put_mount(db, claimed)
+                    break
+                if not rows or not any(_owner.any_alive(r.owner) for r in rows):
+                    raise errors.NotFound(
+                        f"snapshot {key!r} is not mounted{' at ' + str(want) if want else ''}"
+                    )
+            if time.monotonic() > deadline:
+                raise errors.Busy(f"snapshot {key!r}: its mount stayed in progress; retry")
+            time.sleep(0.02)
+        self._drop_mount(claimed)
 
     @contextlib.contextmanager
     def mounted(self, key: str) -> Iterator[str]:
@@ -515,19 +626,15 @@ class Store:
             yield direct
             return
         path = self.root / "mounts" / f"tmp-{uuid.uuid4().hex[:12]}"
+        row = _records.MountRecord(str(path), int(ref.id), 1, TEMPORARY, _owner.current(), False)
         with self._meta.transaction() as db:
-            _records.put_mount(
-                db,
-                _records.MountRecord(str(path), int(ref.id), 1, TEMPORARY, _owner.current(), False),
-            )
+            _records.put_mount(db, row)
         try:
             path.mkdir()
             self._driver.mount(ref, path)
             yield path
         finally:
-            self._drop_mount(
-                _records.MountRecord(str(path), int(ref.id), 0, TEMPORARY, None, False)
-            )
+            self._drop_mount(row)
 
     @contextlib.contextmanager
     def _hidden_active(self, parent: str | None) -> Iterator[tuple[Record, SnapshotRef]]:
@@ -543,9 +650,12 @@ class Store:
     def _discard_if_present(self, rec: Record) -> None:
         with self._meta.transaction(write=False) as db:
             still = _records.by_id(db, rec.id)
+            rows = _records.mount_rows(db, rec.id)
         if still is not None and still.state == APPLYING:
-            for m in self._mount_rows(rec.id):
-                self._drop_mount(m)
+            for m in rows:
+                claimed = self._claim_mount(m)
+                if claimed is not None:
+                    self._drop_mount(claimed)
             self._discard(rec)
 
     # -- layers --------------------------------------------------------------------
@@ -636,6 +746,22 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r}, driver={self.driver_name!r})"
+
+
+def _drop_owner(owners: str | None, me: str) -> str | None:
+    """The holders of a mount minus one reference: ours, else a dead one's, else any."""
+    if owners is None:
+        return None
+    held = owners.split()
+    for i, o in enumerate(held):
+        if o == me:
+            del held[i]
+            break
+    else:
+        dead = [i for i, o in enumerate(held) if not _owner.is_alive(o)]
+        if held:
+            del held[dead[0] if dead else 0]
+    return " ".join(held) or None
 
 
 def _probe_default(root: Path) -> str:

@@ -162,16 +162,21 @@ class FuseDriver(Driver):
         launch.cleanup(tgt)
         info = launch.start(self._config(snap), tgt, source=f"layerfs:{snap.id}")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        rec = {"id": snap.id, "pid": info.pid, "connection": info.connection, "target": info.target}
+        rec = {
+            "id": snap.id,
+            "pid": info.pid,
+            "start": info.start,
+            "boot": info.boot,
+            "connection": info.connection,
+            "target": info.target,
+        }
         path = self._record_path(snap.id, info.target)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(rec))
         os.replace(tmp, path)
 
     def _stop(self, rec: Mapping[str, object]) -> None:
-        launch.stop(
-            str(rec["target"]), int(str(rec.get("pid", 0))), str(rec.get("connection", "-"))
-        )
+        launch.stop(str(rec["target"]), _server_of(rec), str(rec.get("connection", "-")))
         Path(str(rec["file"])).unlink(missing_ok=True)
 
     def unmount(self, snap_id: str, target: Path) -> None:
@@ -202,17 +207,23 @@ class FuseDriver(Driver):
         return out
 
     def check(self, known_ids: set[str], repair: bool) -> list[str]:
-        """Layout problems, plus dead FUSE mounts (server killed) and stale records."""
+        """Layout problems, plus dead FUSE mounts (server killed), hung ones and stale records."""
         problems = self.layout.check(known_ids, repair)
         for rec in self._records():
             target = str(rec["target"])
             state = launch.probe(target)
-            if state in ("dead", "hung"):
+            if state == "dead":
                 what = "cleaned up" if repair else "repair unmounts it"
-                problems.append(f"fuse mount at {target} has a {state} server: {what}")
+                problems.append(f"fuse mount at {target} has a dead server: {what}")
                 if repair:
                     launch.cleanup(target)
                     Path(str(rec["file"])).unlink(missing_ok=True)
+            elif state == "hung":
+                # Not provably dead (stopped, or just slow): an operator decides.
+                problems.append(
+                    f"fuse mount at {target}: its server (pid {rec.get('pid')}) does not answer; "
+                    "left alone: resume or kill it, then run check(repair=True)"
+                )
             elif state == "absent":
                 problems.append(f"stale fuse mount record for {target}: removed")
                 Path(str(rec["file"])).unlink(missing_ok=True)
@@ -220,6 +231,19 @@ class FuseDriver(Driver):
 
     def close(self) -> None:
         """Nothing held: servers are separate processes tied to their mounts."""
+
+
+def _server_of(rec: Mapping[str, object]) -> launch.ServerInfo:
+    """The server a run record names; records without a start time never match a process."""
+    start = rec.get("start")
+    boot = rec.get("boot")
+    return launch.ServerInfo(
+        int(str(rec.get("pid", 0))),
+        str(rec.get("connection", "-")),
+        str(rec["target"]),
+        None if start is None else str(start),
+        None if boot is None else str(boot),
+    )
 
 
 def probe_init(passthrough: str = "auto") -> dict[str, object]:
@@ -241,7 +265,7 @@ def probe_init(passthrough: str = "auto") -> dict[str, object]:
         except OSError as exc:
             return {"probe_error": f"cannot mount a FUSE probe: {exc.strerror}"}
         try:
-            launch.stop(target, 0)
+            launch.stop(target)
         finally:
             server.session.close()
         d = info.as_dict()

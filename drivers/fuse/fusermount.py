@@ -15,6 +15,8 @@ import shutil
 import socket
 import subprocess
 
+from layerfs._run import command_env
+
 __all__ = ["available", "mount", "unmount"]
 
 TIMEOUT = 30
@@ -38,7 +40,7 @@ def mount(target: str, source: str, subtype: str, readonly: bool) -> int:
     opts += f",fsname={source},subtype={subtype}"
     parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        env = dict(os.environ, _FUSE_COMMFD=str(child.fileno()))
+        env = dict(command_env(), _FUSE_COMMFD=str(child.fileno()))
         proc = subprocess.run(
             [exe, "-o", opts, "--", target],
             env=env,
@@ -70,7 +72,11 @@ def unmount(target: str) -> None:
     if exe is None:
         raise OSError(2, "fusermount3 not found; install fuse3")
     proc = subprocess.run(
-        [exe, "-u", "-z", "--", target], capture_output=True, text=True, timeout=TIMEOUT
+        [exe, "-u", "-z", "--", target],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        env=command_env(),
     )
     if proc.returncode != 0:
         raise OSError(1, f"fusermount3 -u: {proc.stderr.strip() or 'failed'}")

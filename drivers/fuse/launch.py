@@ -12,6 +12,12 @@ server) gets its connection aborted, which fails every pending and later
 request with ENOTCONN and ends the server's loop. A server killed with -9
 leaves its mount answering ENOTCONN; ``probe`` recognises that state and
 ``cleanup`` takes such a mount down.
+
+A server is known by its pid, start time and boot id (as the store's
+intents record their owners), never by a bare pid: after a reboot or a
+crash the pid may belong to an unrelated process. Waiting and signalling
+go through a pidfd opened only once the start time matched, so the
+process signalled is the one checked.
 """
 
 from __future__ import annotations
@@ -21,12 +27,13 @@ import dataclasses
 import errno
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
 import time
 
-from layerfs import errors
+from layerfs import _owner, errors
 from layerfs._sys import fuse_dev
 from layerfs._sys import mount as sysmount
 
@@ -47,11 +54,29 @@ class ServerInfo:
         pid: the server process.
         connection: its /sys/fs/fuse/connections name ("-" if unknown).
         target: the mount point.
+        start: the server's start time (``/proc/<pid>/stat`` field 22), or
+            None when unknown (then it is never signalled).
+        boot: the boot id the server runs under.
     """
 
     pid: int
     connection: str
     target: str
+    start: str | None = None
+    boot: str | None = None
+
+    def open(self) -> int | None:
+        """A pidfd of this server, or None when it is gone (or the pid is another process's)."""
+        if self.pid <= 0 or self.start is None or self.boot != _owner.boot_id():
+            return None
+        try:
+            fd = os.pidfd_open(self.pid)
+        except OSError:
+            return None
+        if _owner.start_time(self.pid) != self.start:
+            os.close(fd)
+            return None
+        return fd
 
 
 def argv_for(
@@ -113,7 +138,9 @@ def start(
             proc.wait(timeout=5)
     parts = line.split(" ", 2)
     if parts[0] == "ok" and len(parts) == 3:
-        return ServerInfo(int(parts[1]), parts[2], target)
+        pid = int(parts[1])
+        # The server answers requests now, so the pid is its own: take its identity.
+        return ServerInfo(pid, parts[2], target, _owner.start_time(pid), _owner.boot_id())
     if parts[0] == "error" and len(parts) == 3:
         code = int(parts[1])
         raise errors.from_oserror(OSError(code, parts[2]), f"mount fuse union on {target}")
@@ -146,34 +173,38 @@ def _canonical(target: str) -> str:
     return os.path.join(os.path.realpath(os.path.dirname(target)), os.path.basename(target))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
-    except (FileNotFoundError, IndexError):
-        return False
+def _wait_gone(pidfd: int, timeout: float) -> bool:
+    """Wait until the process behind ``pidfd`` exits (the fd turns readable)."""
+    ready, _, _ = select.select([pidfd], [], [], max(0.0, timeout))
+    return bool(ready)
 
 
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while _alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def stop(target: str, pid: int = 0, connection: str | None = None, timeout: float = 5.0) -> None:
+def stop(
+    target: str,
+    server: ServerInfo | None = None,
+    connection: str | None = None,
+    timeout: float = 5.0,
+) -> None:
     """Unmount ``target`` lazily and make sure its server is gone.
 
     Args:
         target: the mount point.
-        pid: the server's pid when known (0: do not wait for it).
+        server: the server when known (None: do not wait for it). It is
+            waited for and, as a last resort, killed only while its pid
+            still has the recorded start time and boot id.
         connection: the connection name when known (else read from mountinfo).
         timeout: seconds to let the server finish before aborting it.
     """
     target = _canonical(target)
+    pidfd = server.open() if server is not None else None
+    try:
+        _stop(target, pidfd, connection, timeout)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _stop(target: str, pidfd: int | None, connection: str | None, timeout: float) -> None:
     conn = connection if connection not in (None, "-") else connection_of(target)
     while connection_of(target) is not None:
         try:
@@ -187,14 +218,14 @@ def stop(target: str, pid: int = 0, connection: str | None = None, timeout: floa
                 fusermount.unmount(target)
             except OSError as exc2:
                 raise errors.from_oserror(exc2, f"unmount fuse union at {target}") from exc2
-    if pid and not _wait_gone(pid, timeout):
+    if pidfd is not None and not _wait_gone(pidfd, timeout):
         if conn and os.geteuid() == 0:
             fuse_dev.ensure_fusectl()
             fuse_dev.abort_connection(conn)
-        if not _wait_gone(pid, timeout):
+        if not _wait_gone(pidfd, timeout):
             with contextlib.suppress(OSError):
-                os.kill(pid, 9)
-            _wait_gone(pid, timeout)
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            _wait_gone(pidfd, timeout)
 
 
 def probe(target: str, timeout: float = 2.0) -> str:
@@ -237,5 +268,5 @@ def cleanup(target: str) -> bool:
     if conn:
         fuse_dev.ensure_fusectl()
         fuse_dev.abort_connection(conn)
-    stop(target, 0, conn)
+    stop(target, None, conn)
     return True

@@ -96,7 +96,7 @@ def fuse_mounted(
     try:
         yield info
     finally:
-        launch.stop(str(target), info.pid, info.connection)
+        launch.stop(str(target), info, info.connection)
 
 
 @contextlib.contextmanager

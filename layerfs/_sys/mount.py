@@ -114,6 +114,11 @@ def mounts_under(path: str) -> list[MountInfo]:
 
 
 def is_mountpoint(path: str) -> bool:
-    """True when something is mounted exactly on ``path``."""
-    path = os.path.realpath(path)
+    """True when something is mounted exactly on ``path``.
+
+    Only the parent is resolved: resolving ``path`` itself would stat the
+    mounted filesystem's root, which blocks on a stopped FUSE server.
+    """
+    path = os.path.abspath(path).rstrip("/") or "/"
+    path = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
     return any(m.target == path for m in mountinfo())

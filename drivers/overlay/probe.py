@@ -29,6 +29,7 @@ import dataclasses
 import os
 import platform
 import re
+import tempfile
 from pathlib import Path
 
 from layerfs._sys import fsinfo
@@ -129,8 +130,8 @@ def _probe_lowerdir_plus() -> tuple[bool, bool]:
 
 def _probe_dtype(home: Path) -> bool:
     """Write one file in ``home`` and read its d_type back."""
-    probe_dir = home / ".probe-dtype"
-    probe_dir.mkdir(exist_ok=True)
+    # A directory of its own: several processes may open one store at once.
+    probe_dir = Path(tempfile.mkdtemp(prefix=".probe-dtype-", dir=home))
     try:
         (probe_dir / "f").touch()
         return fsinfo.dir_has_dtype(str(probe_dir)) is not False

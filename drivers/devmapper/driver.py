@@ -269,12 +269,19 @@ class DevmapperDriver(Driver):
                 "run check(repair=True)"
             ) from exc
 
-    def _deactivate(self, sid: str, key: str, deferred: bool) -> None:
+    def _deactivate(self, sid: str, key: str, deferred: bool, discard: bool = False) -> None:
+        """Take the device of ``sid`` down.
+
+        Args:
+            discard: the device is about to be deleted: with option
+                ``discard``, give its blocks back first. Never for a device
+                that stays (a committed layer, the base): it would lose its data.
+        """
         name = self._dev_name(sid)
         if dmsetup.info(name) is None:
             return
         # Discard only a device nobody has open: blkdiscard would wipe a live filesystem.
-        if self.opts.discard and dmsetup.open_count(name) == 0:
+        if discard and self.opts.discard and dmsetup.open_count(name) == 0:
             with contextlib.suppress(CommandFailed, errors.Unsupported):
                 run(["blkdiscard", udev.node_path(name)], timeout=600)
         try:
@@ -374,7 +381,7 @@ class DevmapperDriver(Driver):
         Raises:
             errors.Busy: the device is still open; its removal is deferred.
         """
-        self._deactivate(snap_id, snap_id, deferred=True)
+        self._deactivate(snap_id, snap_id, deferred=True, discard=True)
         rec = self.journal.device(snap_id)
         if rec is None:
             return
@@ -474,7 +481,7 @@ class DevmapperDriver(Driver):
                         f"thin id {rec.thin} belongs to no snapshot (id {sid}); repair deletes it"
                     )
                     if repair:
-                        self._deactivate(sid, sid, deferred=False)
+                        self._deactivate(sid, sid, deferred=False, discard=True)
                         self._transact_delete(sid, rec)
                 elif not self.pool.exists(rec.thin):
                     problems.append(

@@ -4,7 +4,9 @@ Where the pool comes from, in order of preference:
 
 - ``pool_name``: an existing thin-pool device the operator made;
 - ``data_device`` + ``metadata_device``: block devices the driver builds
-  a pool on (the metadata device is wiped the first time);
+  a pool on (the metadata device is wiped the first time, unless it holds
+  a thin pool's metadata already or is in use: then only ``reformat=true``
+  wipes it);
 - neither: sparse loop files under the driver's home, ``data_size`` and
   ``metadata_size`` big. Loopback pools are for development and tests.
 """
@@ -36,6 +38,7 @@ _KNOWN = {
     "fs",
     "min_free_percent",
     "discard",
+    "reformat",
     "udev",
 }
 
@@ -95,6 +98,9 @@ class DevmapperOptions:
         min_free_percent: refuse new devices when free data or metadata
             space in the pool is below this percentage.
         discard: discard a device's blocks before deleting it.
+        reformat: a new store may wipe a ``metadata_device`` that already
+            holds thin-pool metadata (every thin device on it is lost).
+            Without it such a device is refused.
         udev: ``auto`` (wait for udev events when udevd runs), ``on``, ``off``.
     """
 
@@ -109,6 +115,7 @@ class DevmapperOptions:
     fs: str = "ext4"
     min_free_percent: float = 10.0
     discard: bool = False
+    reformat: bool = False
     udev: str = "auto"
 
     @property
@@ -193,5 +200,6 @@ class DevmapperOptions:
             fs=fs,
             min_free_percent=floor,
             discard=_parse_bool(o.get("discard", False), "discard"),
+            reformat=_parse_bool(o.get("reformat", False), "reformat"),
             udev=udev,
         )

@@ -15,7 +15,12 @@ device-mapper/thin-provisioning.rst):
   transaction reached the pool".
 - A new pool on a metadata device whose first 4 KiB are zero formats it;
   otherwise the kernel opens the existing metadata, so re-creating the
-  pool table on the same devices brings every thin device back.
+  pool table on the same devices brings every thin device back. Existing
+  metadata starts with a superblock holding the magic number 27022010
+  (little-endian 64 bits at byte 32, after checksum, flags, block number
+  and uuid; ``persistent-data/dm-thin-metadata.c``): a new store never
+  wipes such a device unless told to (``reformat``), nor one that is open
+  exclusively (a live pool's devices are held so by dm).
 - With the ``error_if_no_space`` feature a full pool fails writes with
   ENOSPC instead of queueing them for 60 s (the writer would hang).
 - A loop device detached while dm holds it open is only marked
@@ -25,6 +30,7 @@ device-mapper/thin-provisioning.rst):
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -99,6 +105,7 @@ class Pool:
                         f"block device {dev} does not exist; fix option data_device/metadata_device"
                     )
             if fresh:
+                _refuse_pool_in_use(opts.metadata_device, opts.data_device, opts.reformat)
                 _zero_head(opts.metadata_device)
             pool._create_table(
                 opts.metadata_device, opts.data_device, _size_of(opts.data_device), opts
@@ -279,6 +286,53 @@ def _losetup(path: Path) -> str:
 def _detach(dev: str) -> None:
     with contextlib.suppress(CommandFailed):
         run(["losetup", "--detach", dev], timeout=30)
+
+
+#: THIN_SUPERBLOCK_MAGIC and where it sits in the metadata superblock.
+THIN_MAGIC = 27022010
+_MAGIC_OFFSET = 32
+
+
+def holds_pool_metadata(dev: str) -> bool:
+    """True when ``dev`` starts with a thin-pool metadata superblock."""
+    try:
+        fd = os.open(dev, os.O_RDONLY)
+        try:
+            head = os.pread(fd, _MAGIC_OFFSET + 8, 0)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise errors.from_oserror(exc, f"read metadata device {dev}") from exc
+    if len(head) < _MAGIC_OFFSET + 8:
+        return False
+    return int.from_bytes(head[_MAGIC_OFFSET:], "little") == THIN_MAGIC
+
+
+def _refuse_pool_in_use(meta_dev: str, data_dev: str, reformat: bool) -> None:
+    """Refuse to wipe devices a live pool holds, or (without ``reformat``) old pool metadata.
+
+    Raises:
+        errors.Busy: a device is open exclusively (a live pool, a mount).
+        errors.FailedPrecondition: the metadata device holds a pool already.
+    """
+    for dev in (meta_dev, data_dev):
+        try:
+            fd = os.open(dev, os.O_RDONLY | os.O_EXCL)
+        except OSError as exc:
+            if exc.errno == errno.EBUSY:
+                raise errors.Busy(
+                    f"block device {dev} is in use (a live thin pool of another store, or "
+                    "mounted); refusing to build a new pool on it: give this store that "
+                    "pool's pool_name, or other devices"
+                ) from exc
+            raise errors.from_oserror(exc, f"open block device {dev}") from exc
+        os.close(fd)
+    if holds_pool_metadata(meta_dev) and not reformat:
+        raise errors.FailedPrecondition(
+            f"metadata device {meta_dev} already holds a thin pool's metadata (a pool made "
+            "before, maybe by a store whose database was lost); wiping it destroys every thin "
+            "device in it. Open the store that made it, or set option reformat=true to wipe it"
+        )
 
 
 def _zero_head(dev: str) -> None:

@@ -72,7 +72,9 @@ def apply_layer(
         return existing
     crash_point("apply:marked")
     try:
-        store._driver.commit(SnapshotRef(rec.sid, name, Kind.COMMITTED, ref.parents))
+        committed = SnapshotRef(rec.sid, name, Kind.COMMITTED, ref.parents)
+        store._driver.commit(committed)
+        store._make_durable(committed)
     except BaseException:
         store._discard(rec)  # leave nothing COMMITTING behind: a retry starts afresh
         raise

@@ -137,6 +137,16 @@ class Metadata:
                         raise errors.Busy(f"store database {self.path} is locked: {exc}") from exc
                     raise
 
+    def set_durable(self, durable: bool) -> None:
+        """``synchronous=FULL`` (each commit is on disk when it returns) or ``NORMAL``.
+
+        In WAL mode ``NORMAL`` keeps the database consistent through a power
+        loss but may lose the last transactions; ``FULL`` adds one fsync of
+        the WAL per transaction.
+        """
+        with self._lock:
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+
     def get_meta(self, name: str) -> str | None:
         """Read one store-wide setting."""
         with self._lock:

@@ -145,7 +145,9 @@ def resolve_intent(store: Store, rec: Record, by_id: dict[int, Record]) -> None:
             return
         _records.set_state(db, rec.id, rec.state, me)
     if rec.state == COMMITTING:
-        store._driver.commit(store._ref_from(rec, by_id))
+        ref = store._ref_from(rec, by_id)
+        store._driver.commit(ref)
+        store._make_durable(ref)
         with store._meta.transaction() as db:
             _records.set_state(db, rec.id, READY, None)
         return

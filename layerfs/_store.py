@@ -63,7 +63,11 @@ class Store:
         driver: driver name; None uses the one recorded in the store, or
             probes ``overlay``, ``fuse``, ``copy`` for a new store.
         options: driver options (strings); recorded, so reopening without
-            them reuses them.
+            them reuses them. One option belongs to the store itself:
+            ``sync`` (``on``, the default, or ``off``). With ``on`` every
+            operation that returned survives a power loss, and a snapshot
+            is marked committed only once its files are on disk; ``off``
+            skips both syncs, for throwaway stores (see the README).
 
     Raises:
         errors.FailedPrecondition: the store was made with another driver.
@@ -86,6 +90,8 @@ class Store:
         self._meta = Metadata(self.root / "metadata.db")
         try:
             name, opts = self._settle_driver(driver, options)
+            self._sync = _parse_sync(opts.pop("sync", "on"))
+            self._meta.set_durable(self._sync)
             cls = load(name)
             home = self.root / name
             home.mkdir(exist_ok=True, mode=0o711)
@@ -130,6 +136,7 @@ class Store:
                 if not isinstance(k, str) or not isinstance(v, str):
                     raise errors.InvalidArgument(f"driver option {k!r}={v!r}: options are strings")
                 opts[k] = v
+            _parse_sync(opts.get("sync", "on"))  # a bad value is refused before it is recorded
             db.execute(
                 "INSERT OR REPLACE INTO meta(name, value) VALUES ('driver_options', ?)",
                 (json.dumps(opts, sort_keys=True),),
@@ -181,6 +188,15 @@ class Store:
         with self._meta.transaction() as db:
             if _records.mount_row(db, claimed.target) == claimed:
                 _records.put_mount(db, original)
+
+    def _make_durable(self, ref: SnapshotRef) -> None:
+        """Put a snapshot's files on disk before it is marked committed (unless ``sync=off``)."""
+        if not self._sync:
+            return
+        try:
+            self._driver.sync(ref)
+        except OSError as exc:
+            raise errors.from_oserror(exc, f"sync the storage of {ref.key!r}") from exc
 
     def _mount_rows(self, sid: int) -> list[_records.MountRecord]:
         with self._meta.transaction(write=False) as db:
@@ -332,6 +348,7 @@ class Store:
                 _records.revert_commit(db, rec.id, key, rec.labels)
             raise
         crash_point("commit:frozen")
+        self._make_durable(committed)
         with self._meta.transaction() as db:
             _records.set_state(db, rec.id, READY, None)
             _records.set_usage(db, rec.id, usage.size, usage.inodes)
@@ -746,6 +763,14 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r}, driver={self.driver_name!r})"
+
+
+def _parse_sync(value: str) -> bool:
+    if value.lower() in ("on", "true", "1", "yes"):
+        return True
+    if value.lower() in ("off", "false", "0", "no"):
+        return False
+    raise errors.InvalidArgument(f"store option sync={value!r}: use on or off")
 
 
 def _drop_owner(owners: str | None, me: str) -> str | None:

@@ -174,6 +174,18 @@ class Driver(abc.ABC):
     def usage(self, snap: SnapshotRef) -> Usage:
         """Return the disk used by the snapshot's own storage, not its parents'."""
 
+    def sync(self, snap: SnapshotRef) -> None:
+        """Make the snapshot's storage durable: called before it is marked committed.
+
+        The default syncs the filesystem holding the driver's home
+        (``syncfs(2)``), where directory-based drivers keep their trees.
+        A driver whose commit already flushes its storage (unmounting a
+        block device does) may override it with less.
+        """
+        from ._sys.fsops import syncfs
+
+        syncfs(self.home)
+
     # -- mounting ---------------------------------------------------------------
 
     def mount(self, snap: SnapshotRef, target: Path) -> None:

@@ -1,4 +1,4 @@
-"""File-system syscalls the stdlib lacks: renameat2(2) with its flags."""
+"""File-system syscalls the stdlib lacks: renameat2(2) with its flags, syncfs(2), fallocate(2)."""
 
 from __future__ import annotations
 
@@ -44,3 +44,19 @@ def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
         OSError: the kernel's errno (EOPNOTSUPP for a mode the filesystem lacks).
     """
     check(libc.fallocate64(fd, mode, offset, length), "fallocate")
+
+
+libc.syncfs.argtypes = [ctypes.c_int]
+
+
+def syncfs(path: str | os.PathLike[str]) -> None:
+    """Write back everything dirty on the filesystem holding ``path`` (syncfs(2)).
+
+    Raises:
+        OSError: opening ``path`` failed, or the kernel's errno (EIO: data was lost).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        check(libc.syncfs(fd), "syncfs", os.fspath(path))
+    finally:
+        os.close(fd)

@@ -19,12 +19,20 @@ How snapshots map onto the pool:
 dm device activation is runtime state and is not journalled: on open the
 driver resumes devices a crash left suspended and removes devices named
 after this store that have no record.
+
+Several processes may open one store. Each holds ``users.lock`` in the
+home shared while it is open; only the last one to close (the one that
+gets it exclusively) takes idle devices and a pool it built down. Mounting
+(activate, then mount) and the deactivation of a device that should stay
+down (a committed layer read through a mount) take the pool lock, so one
+process never removes a device another has activated to mount.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import os
 from collections.abc import Iterator, Mapping
@@ -72,20 +80,27 @@ class DevmapperDriver(Driver):
             raise errors.Unsupported(f"devmapper driver: {reason}")
         _load_module()
         self.journal = Journal(state)
+        self._users = _join_users(self.home)
         config = self.journal.config()
         fresh = config is None
         prefix = config.prefix if config else "layerfs-" + _short_hash(os.path.realpath(self.home))
         self.use_udev = self._udev_wanted()
-        self.pool = Pool.open(self.home, self.opts, prefix + "-pool", fresh, self.use_udev)
+        try:
+            self.pool = Pool.open(self.home, self.opts, prefix + "-pool", fresh, self.use_udev)
+        except BaseException:
+            os.close(self._users)
+            raise
         try:
             with self.pool.locked():
-                if config is None:
-                    config = self._claim_range(prefix)
+                # Re-read: another process opening the new store may have claimed it.
+                config = self.journal.config() or self._claim_range(prefix)
                 self.config = config
                 self._recover()
                 self._verify_pool()
         except BaseException:
-            self.pool.close()
+            if _last_user(self._users):
+                self.pool.close()
+            os.close(self._users)
             raise
 
     # -- discovery ---------------------------------------------------------------
@@ -399,14 +414,21 @@ class DevmapperDriver(Driver):
             opts += ("nouuid",)
         return [Mount(self.config.fs, node, opts)]
 
+    def mount(self, snap: SnapshotRef, target: Path) -> None:
+        """Activate and mount, under the pool lock (see the module docstring)."""
+        with self.pool.locked():
+            super().mount(snap, target)
+
     def unmount(self, snap_id: str, target: Path) -> None:
         """Unmount ``target``; a committed snapshot's device goes down again when idle."""
         super().unmount(snap_id, target)
         if snap_id in self._transient:
             # A committed layer stays deactivated, so snapshotting it needs no suspend.
-            with contextlib.suppress(errors.Busy):  # mounted elsewhere too
-                udev.remove_device(self._dev_name(snap_id), self.use_udev, deferred=False)
-                self._transient.discard(snap_id)
+            with self.pool.locked(), contextlib.suppress(errors.Busy):  # mounted elsewhere too
+                udev.remove_device(
+                    self._dev_name(snap_id), self.use_udev, deferred=False, retries=1
+                )
+            self._transient.discard(snap_id)
 
     @contextlib.contextmanager
     def _active(self, sid: str, rec: DeviceRecord) -> Iterator[str]:
@@ -418,8 +440,8 @@ class DevmapperDriver(Driver):
             yield node
         finally:
             if not was_active:
-                with contextlib.suppress(errors.Busy):
-                    udev.remove_device(name, self.use_udev, deferred=False)
+                with self.pool.locked(), contextlib.suppress(errors.Busy):
+                    udev.remove_device(name, self.use_udev, deferred=False, retries=1)
 
     def _inodes_of(self, sid: str) -> int:
         """Inodes used by the filesystem of committed (or base) ``sid``, measured once."""
@@ -500,15 +522,46 @@ class DevmapperDriver(Driver):
         return problems
 
     def close(self) -> None:
-        """Deactivate this store's idle devices, and a pool the driver built if idle."""
-        if not hasattr(self, "config"):
+        """As the store's last user: deactivate its idle devices, and a pool it built if idle.
+
+        While another process has the store open, everything stays up: its
+        devices may be activated for a mount about to happen.
+        """
+        if not hasattr(self, "config") or self._users < 0:
             return
-        for name in dmsetup.ls():
-            if self._sid_of(name) is None:
-                continue
-            with contextlib.suppress(errors.Busy):  # still mounted: leave it
-                udev.remove_device(name, self.use_udev, deferred=False, retries=1)
-        self.pool.close()
+        fd, self._users = self._users, -1
+        try:
+            if not _last_user(fd):
+                return
+            for name in dmsetup.ls():
+                if self._sid_of(name) is None:
+                    continue
+                with contextlib.suppress(errors.Busy):  # still mounted: leave it
+                    udev.remove_device(name, self.use_udev, deferred=False, retries=1)
+            self.pool.close()
+        finally:
+            os.close(fd)
+
+
+def _join_users(home: Path) -> int:
+    """Hold ``home/users.lock`` shared for as long as the driver is open; return the fd."""
+    home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(home / "users.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits while a last user is taking things down
+    except OSError as exc:
+        os.close(fd)
+        raise errors.from_oserror(exc, f"lock {home / 'users.lock'}") from exc
+    return fd
+
+
+def _last_user(fd: int) -> bool:
+    """True when no other process has the store open (``fd`` is then held exclusively)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def _short_hash(text: str) -> str:

@@ -92,11 +92,18 @@ class Pool:
             pool.status()  # raises InvalidArgument when it is not a thin-pool
             return pool
         pool = cls(pool_name, owned=True, use_udev=use_udev)
-        if dmsetup.info(pool_name) is not None:
-            pool.status()
-            return pool
+        # Several processes may open the store at once: one builds, the others find it.
+        with pool.locked():
+            if dmsetup.info(pool_name) is not None:
+                pool.status()
+                return pool
+            pool._build(home, opts, fresh)
+        return pool
+
+    def _build(self, home: Path, opts: DevmapperOptions, fresh: bool) -> None:
+        """Build this (owned) pool on loop files or on the given block devices."""
         if opts.loopback:
-            pool._build_on_loops(home / "pool", opts, fresh)
+            self._build_on_loops(home / "pool", opts, fresh)
         else:
             assert opts.data_device is not None and opts.metadata_device is not None
             for dev in (opts.data_device, opts.metadata_device):
@@ -107,10 +114,9 @@ class Pool:
             if fresh:
                 _refuse_pool_in_use(opts.metadata_device, opts.data_device, opts.reformat)
                 _zero_head(opts.metadata_device)
-            pool._create_table(
+            self._create_table(
                 opts.metadata_device, opts.data_device, _size_of(opts.data_device), opts
             )
-        return pool
 
     def _build_on_loops(self, where: Path, opts: DevmapperOptions, fresh: bool) -> None:
         log.warning(

@@ -42,6 +42,8 @@ def test_many_processes_on_one_store(driver: str, tmp_path: Path) -> None:
     report = run_stress(tmp_path / "store", driver, processes=PROCESSES, operations=OPS)
     print("\n" + report.summary())
     print(json.dumps(report.outcomes, sort_keys=True))
+    for line in report.failures + report.problems:
+        print(line[-3000:])
     out = os.environ.get("LAYERFS_STRESS_JSON")
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ written as is, and markdown has no width at all.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,25 +30,35 @@ def emit(console: Console, lines: Iterable[str]) -> None:
     console.file.flush()
 
 
+def boxed(console: Console) -> bool:
+    """True for a terminal with colours: boxed tables, the best figure in green.
+
+    Anything else (a pipe, a file, ``NO_COLOR``) gets plain text, where
+    ``*`` marks the best figure.
+    """
+    return console.is_terminal and console.color_system is not None and not console.no_color
+
+
 def say(console: Console, text: str, style: str = "") -> None:
-    """Print prose: wrapped at spaces on a terminal, written as is elsewhere."""
-    if console.is_terminal:
+    """Print prose wrapped at spaces: styled by rich on a terminal, as plain text elsewhere."""
+    if boxed(console):
         console.print(Text(text, style=style))
     else:
-        emit(console, wrap(text, console.width))
+        words = textwrap.wrap(text, console.width, break_long_words=False, break_on_hyphens=False)
+        emit(console, words or [""])
 
 
 def draw(console: Console, grid: Grid) -> None:
     """Print ``grid`` in the console's width: rich boxes on a terminal, else plain text."""
-    style = BOXED if console.is_terminal else PLAIN
-    fitted = arrange(grid, style, console.width)
+    rich = boxed(console)
+    fitted = arrange(grid, BOXED if rich else PLAIN, console.width)
     if fitted is None:
         emit(console, record_lines(grid))
         return
     for k, part in enumerate(fitted):
         if k:
             emit(console, [""])
-        if console.is_terminal:
+        if rich:
             console.print(rich_table(part))
         else:
             emit(console, plain_lines(part))

@@ -29,7 +29,7 @@ from rich.console import Console
 from layerfs import errors
 
 from .layout import MISSING, Cell, Grid, fact_lines
-from .render import draw, emit, markdown_table, say
+from .render import boxed, draw, emit, markdown_table, say
 from .runner import BenchReport
 from .stats import BEST, NATIVE, Result, drivers_of
 
@@ -186,10 +186,10 @@ def machine_facts(machine: dict[str, Any]) -> list[tuple[str, str]]:
     return facts
 
 
-def legend(report: BenchReport, form: str, terminal: bool) -> str:
-    """Return the legend printed under the tables."""
+def legend(report: BenchReport, form: str, colour: bool) -> str:
+    """Return the legend printed under the tables (``colour``: the best figure is green)."""
     runs = report.machine.get("runs")
-    best = "bold" if form == "markdown" else "green" if terminal else "*"
+    best = "bold" if form == "markdown" else "green" if colour else "*"
     return (
         f"Each figure is the median of {runs or 'the'} runs; under it, ×N is its ratio to "
         "native (the same work on a plain directory, measured in the same run), except "
@@ -225,7 +225,7 @@ def print_report(report: BenchReport, console: Console, form: str = "table") -> 
         for note in view.notes:
             say(console, note, "dim")
     emit(console, [""])
-    say(console, legend(report, form, console.is_terminal), "dim")
+    say(console, legend(report, form, boxed(console)), "dim")
 
 
 def report_markdown(report: BenchReport) -> list[str]:
@@ -243,7 +243,7 @@ def report_markdown(report: BenchReport) -> list[str]:
         facts.labels.append(label)
         facts.cells.append([Cell((value,))])
     out += ["### machine", ""] + markdown_table(facts) + [""]
-    out.append(legend(report, "markdown", terminal=False))
+    out.append(legend(report, "markdown", colour=False))
     return out
 
 

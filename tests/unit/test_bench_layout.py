@@ -116,7 +116,8 @@ def whole_count(text: str, token: str) -> int:
 
 def render(report: BenchReport, width: int, terminal: bool, form: str = "table") -> str:
     out = io.StringIO()
-    print_report(report, Console(file=out, width=width, force_terminal=terminal), form)
+    console = Console(file=out, width=width, force_terminal=terminal, color_system="standard")
+    print_report(report, console, form)
     return ANSI.sub("", out.getvalue())
 
 
@@ -125,6 +126,7 @@ def render(report: BenchReport, width: int, terminal: bool, form: str = "table")
 def test_every_figure_is_whole_at_any_width(width: int, terminal: bool) -> None:
     report = wide_report()
     text = render(report, width, terminal)
+    assert ("┏" in text) == terminal  # boxed on a terminal, plain text in a pipe
     assert "…" not in text
     for line in text.splitlines():
         assert len(line) <= width, line
@@ -251,7 +253,7 @@ def test_compare_is_whole_at_40_columns() -> None:
             old,
             new,
             ("before.json", "after.json"),
-            Console(file=out, width=40, force_terminal=terminal),
+            Console(file=out, width=40, force_terminal=terminal, color_system="standard"),
         )
         text = ANSI.sub("", out.getvalue())
         assert whole_count(text, "1,723,872") == 1  # 861,936 doubled
@@ -274,3 +276,13 @@ def test_fit_never_narrows_a_column_below_its_widest_figure() -> None:
     lines = record_lines(grid)
     assert "  a-very-long-header  123,456,789" in lines
     assert all(len(line) <= 30 for line in plain_lines(fitted))
+
+
+def test_a_terminal_without_colour_gets_plain_text_with_stars() -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=80, force_terminal=True, no_color=True)
+    print_report(wide_report(), console)
+    text = ANSI.sub("", out.getvalue())
+    assert "┏" not in text
+    assert "0.936*" in text  # copy is the best driver of prepare's chain 1
+    assert "*: the best driver of the row" in " ".join(text.split())

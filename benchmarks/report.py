@@ -114,6 +114,13 @@ class WorkloadView:
     notes: list[str]
 
 
+def _by_workload(results: list[Result]) -> dict[str, list[Result]]:
+    out: dict[str, list[Result]] = {}
+    for r in results:
+        out.setdefault(r.workload, []).append(r)
+    return out
+
+
 def _rows(results: list[Result]) -> dict[str, list[Result]]:
     rows: dict[str, list[Result]] = {}
     for r in results:
@@ -133,11 +140,8 @@ def _cell(result: Result | None, row: list[Result], best: str | None) -> Cell:
 def workload_views(report: BenchReport) -> list[WorkloadView]:
     """Return one view per workload, in the order the run made them."""
     drivers = drivers_of(report.results)
-    by_workload: dict[str, list[Result]] = {}
-    for r in report.results:
-        by_workload.setdefault(r.workload, []).append(r)
     views = []
-    for workload, results in by_workload.items():
+    for workload, results in _by_workload(report.results).items():
         rows = _rows(results)
         shown = [
             d
@@ -301,13 +305,6 @@ def report_csv(report: BenchReport) -> str:
                     ]
                 )
     return buf.getvalue()
-
-
-def _by_workload(results: list[Result]) -> dict[str, list[Result]]:
-    out: dict[str, list[Result]] = {}
-    for r in results:
-        out.setdefault(r.workload, []).append(r)
-    return out
 
 
 def write_json(report: BenchReport, path: Path) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__, errors
+from ._human import human_size, status_lines, table_lines
 from ._store import Store, default_root
 from ._types import Info, Mount
 
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument(
         "filters", nargs="*", help='containerd filters, e.g. kind==active labels."a.b"==v'
     )
+    ls.add_argument("-q", "--quiet", action="store_true", help="print the keys only")
     for verb, helptext in (
         ("prepare", "create an active snapshot"),
         ("view", "create a read-only view"),
@@ -139,11 +141,16 @@ def _run(args: argparse.Namespace) -> int:
         cmd = args.command
         if cmd == "status":
             status = store.status()
-            _print(args, status, json.dumps(status, indent=2, sort_keys=True))
+            _print(args, status, "\n".join(status_lines(status)))
         elif cmd == "ls":
             infos = list(store.walk(*args.filters))
-            rows = [f"{i.name}\t{i.kind.value}\t{i.parent or '-'}" for i in infos]
-            _print(args, [_info_json(i) for i in infos], "\n".join(rows))
+            rows = [[i.name, i.parent or "", i.kind.value] for i in infos]
+            text = "\n".join(
+                [i.name for i in infos]
+                if args.quiet
+                else table_lines(["KEY", "PARENT", "KIND"], rows)
+            )
+            _print(args, [_info_json(i) for i in infos], text)
         elif cmd in ("prepare", "view"):
             method = store.prepare if cmd == "prepare" else store.view
             mounts = method(args.key, args.parent, labels=_labels(args.label))
@@ -190,7 +197,12 @@ def _run(args: argparse.Namespace) -> int:
             _print(args, [{"kind": c.kind.value, "path": c.path} for c in changes], text)
         elif cmd == "usage":
             u = store.usage(args.key)
-            _print(args, {"size": u.size, "inodes": u.inodes}, f"{u.size}\t{u.inodes}")
+            text = "\n".join(
+                table_lines(
+                    ["KEY", "SIZE", "INODES"], [[args.key, human_size(u.size), str(u.inodes)]]
+                )
+            )
+            _print(args, {"size": u.size, "inodes": u.inodes}, text)
         elif cmd == "check":
             problems = store.check(repair=args.repair)
             _print(args, {"problems": problems, "repaired": args.repair}, "\n".join(problems))

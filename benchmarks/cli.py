@@ -211,6 +211,14 @@ def _main(argv: list[str]) -> int:
         return EXIT_FAILED
     print_report(report, console, args.format)
     status = EXIT_OK
+    failed = report.failed_columns()
+    if failed:
+        # The tables are still worth having, but a script must not take a
+        # run with holes in it for a whole one.
+        err.print(
+            f"layerfs bench: {', '.join(failed)} gave no figure for some work (see the notes)"
+        )
+        status = EXIT_FAILED
     try:
         if args.json:
             write_json(report, args.json)

@@ -25,12 +25,27 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-__all__ = ["Containerd", "Serve", "Registry", "free_port", "kill_process_tree_matching"]
+__all__ = [
+    "CtrError",
+    "wait_until",
+    "Containerd",
+    "Serve",
+    "Registry",
+    "free_port",
+    "kill_process_tree_matching",
+]
 
 NAMESPACE = "layerfs-test"
+
+
+class CtrError(subprocess.CalledProcessError):
+    """A failed ``ctr`` command; its message carries ctr's stderr."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}: {self.stderr}"
 
 
 def _env() -> dict[str, str]:
@@ -173,7 +188,7 @@ class Containerd:
         """Run ``ctr`` against this containerd; return its output.
 
         Raises:
-            subprocess.CalledProcessError: it failed (with ``check``); output attached.
+            CtrError: it failed (with ``check``); output attached.
         """
         return self.ctr_bytes(*args, check=check, timeout=timeout).decode(errors="replace")
 
@@ -185,7 +200,7 @@ class Containerd:
         )
         if check and res.returncode != 0:
             err = res.stderr.decode(errors="replace")
-            raise subprocess.CalledProcessError(res.returncode, cmd, res.stdout, err)
+            raise CtrError(res.returncode, cmd, res.stdout, err)
         return res.stdout
 
     def run(
@@ -222,6 +237,19 @@ class Containerd:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    """Poll ``predicate`` until true (containerd's garbage collection runs in the background).
+
+    Raises:
+        TimeoutError: still false after ``timeout`` seconds; ``what`` names it.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout} s")
+        time.sleep(0.1)
 
 
 def free_port() -> int:

@@ -37,6 +37,7 @@ __all__ = [
     "debian_rootfs",
     "debian_image_layers",
     "deep_image_layers",
+    "expected_tree",
     "DEBIAN_RECIPE",
 ]
 
@@ -169,6 +170,33 @@ def write_image(
         for digest, data in blobs.items():
             put(f"blobs/sha256/{digest.split(':')[1]}", data)
     return str(manifest_desc["digest"])
+
+
+def expected_tree(layers: Iterable[bytes]) -> dict[str, str]:
+    """The tree a container sees on ``layers``: path -> ``find -printf %y`` type letter.
+
+    Paths are relative, without ``./``; whiteouts and opaque markers are
+    applied, not listed.
+    """
+    tree: dict[str, str] = {}
+    kinds = {tarfile.DIRTYPE: "d", tarfile.SYMTYPE: "l", tarfile.CHRTYPE: "c"}
+    kinds |= {tarfile.BLKTYPE: "b", tarfile.FIFOTYPE: "p"}
+    for data in layers:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            for info in tar:
+                path = os.path.normpath(info.name)
+                head, _, base = path.rpartition("/")
+                if base == ".wh..wh..opq":
+                    below = f"{head}/"
+                    for p in [p for p in tree if p.startswith(below)]:
+                        del tree[p]
+                elif base.startswith(".wh."):
+                    gone = f"{head}/{base[4:]}" if head else base[4:]
+                    for p in [p for p in tree if p == gone or p.startswith(gone + "/")]:
+                        del tree[p]
+                elif path != ".":
+                    tree[path] = kinds.get(info.type, "f")
+    return tree
 
 
 # -- busybox ---------------------------------------------------------------------------

@@ -42,8 +42,9 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
     """The busybox and Debian test images as OCI tars (Debian's root is cached between runs)."""
     d = tmp_path_factory.mktemp("images")
     oci.write_image(d / "busybox.tar", BUSYBOX, oci.busybox_image_layers())
-    oci.write_image(d / "debian.tar", DEBIAN, oci.debian_image_layers(), cmd=["/bin/bash"])
-    return Images(d / "busybox.tar", d / "debian.tar")
+    debian = oci.debian_image_layers()
+    oci.write_image(d / "debian.tar", DEBIAN, debian, cmd=["/bin/bash"])
+    return Images(d / "busybox.tar", d / "debian.tar", oci.expected_tree(debian))
 
 
 @pytest.fixture

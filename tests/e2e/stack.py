@@ -18,6 +18,8 @@ class Images:
 
     busybox: Path
     debian: Path
+    #: path -> type letter of what a container on the Debian image sees.
+    debian_tree: dict[str, str]
 
 
 @dataclass

@@ -50,6 +50,9 @@ apt-get --version > /dev/null
 bash -c 'echo bash works' | grep -q works
 """
 
+HIDDEN = ("dev/", "proc/", "run/", "sys/")
+RUNTIME_MADE = {"proc", "sys", "dev", "run", "etc/resolv.conf", "etc/hostname", "etc/hosts"}
+
 DEBIAN_WRITES = """\
 echo written > /root/written
 rm /etc/hostname
@@ -111,6 +114,29 @@ def test_debian_runs_writes_and_commits(make_stack, images: Images, driver: str)
     stack.ctd.ctr(
         "images", "import", "--snapshotter", stack.snapshotter(driver), str(images.debian)
     )
+    listing = stack.ctd.run(
+        DEBIAN,
+        f"c-{uuid.uuid4().hex[:10]}",
+        stack.snapshotter(driver),
+        "find",
+        "/",
+        "-xdev",
+        "-mindepth",
+        "1",
+        "-printf",
+        "%y %P\\n",
+    )
+    assert listing.returncode == 0, listing.stderr
+    seen = dict(reversed(line.split(" ", 1)) for line in listing.stdout.splitlines())
+    # The runtime mounts its own /dev, /proc, /run and /sys over the image's.
+    want = {p: t for p, t in images.debian_tree.items() if not p.startswith(HIDDEN)}
+    missing = {p: t for p, t in want.items() if seen.get(p) != t}
+    assert not missing, (
+        f"{len(missing)} paths differ from the image, e.g. {sorted(missing.items())[:10]}"
+    )
+    extra = set(seen) - set(images.debian_tree)
+    # runc makes mount points for /proc, /sys, /dev... when the image lacks them.
+    assert extra <= RUNTIME_MADE, sorted(extra - RUNTIME_MADE)[:20]
     name = _run(stack, DEBIAN, driver, DEBIAN_VIEW + DEBIAN_WRITES, keep=True)
     paths = _commit_and_diff(stack, driver, name)
     assert {"root/written", "etc/.wh.hostname", "usr/share/doc/.wh.bash"} <= paths

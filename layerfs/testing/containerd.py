@@ -112,19 +112,31 @@ class Serve:
         driver: the layerfs driver.
         socket_path: where it listens.
         log: file for its output.
+        options: driver options.
+        timeout: seconds to wait for it to listen.
     """
 
-    def __init__(self, root: Path, driver: str, socket_path: Path, log: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        driver: str,
+        socket_path: Path,
+        log: Path,
+        options: Mapping[str, str] | None = None,
+        timeout: float = 60,
+    ) -> None:
         self.root, self.driver, self.socket = root, driver, socket_path
         log.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log, "ab")  # closed in stop()
         cmd = [sys.executable, "-m", "layerfs.cli", "--root", str(root), "--driver", driver]
+        for k, v in (options or {}).items():
+            cmd += ["-o", f"{k}={v}"]
         cmd += ["serve", "--socket", str(socket_path)]
         self.proc = subprocess.Popen(
             cmd, stdout=self._log, stderr=subprocess.STDOUT, env=_env(), start_new_session=True
         )
         try:
-            _wait_socket(socket_path, self.proc, "layerfs serve", 60)
+            _wait_socket(socket_path, self.proc, "layerfs serve", timeout)
         except BaseException:
             self.stop()
             raise

@@ -30,6 +30,14 @@ class Stack:
     servers: dict[str, Serve]
     base: Path
 
+    def logs(self, lines: int = 30) -> str:
+        """The last lines of containerd's and the servers' logs, for failure messages."""
+        out = []
+        for path in [self.ctd.base / "containerd.log", *self.base.glob("layerfs/*/*.log")]:
+            text = path.read_text(errors="replace").splitlines()[-lines:]
+            out.append(f"--- {path.name}\n" + "\n".join(text))
+        return "\n".join(out)
+
     def snapshotter(self, driver: str) -> str:
         """containerd's name of the layerfs snapshotter for ``driver``."""
         return f"layerfs-{driver}"

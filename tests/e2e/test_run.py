@@ -84,7 +84,7 @@ def _store_is_clean(stack, driver: str) -> None:
     """After containerd's GC: no snapshot left in the store and nothing for check to report."""
     server = stack.servers[driver]
     with Store(server.root) as store:
-        assert list(store.walk()) == []
+        assert list(store.walk()) == [], stack.logs()
         assert store.check() == []
 
 

@@ -89,7 +89,7 @@ def test_sigterm_leaves_running_containers_alone(make_stack, images: Images) -> 
     ctr("containers", "rm", name)
     ctr("images", "rm", "--sync", BUSYBOX)
     with Store(server.root) as store:
-        assert list(store.walk()) == []
+        assert list(store.walk()) == [], stack.logs()
         assert store.check() == []
 
 

@@ -144,7 +144,7 @@ def _serve(args: argparse.Namespace) -> int:
     from .snapshotter import DEFAULT_SOCKET, serve
 
     logging.basicConfig(
-        level=args.log_level.upper(), format="layerfs serve: %(levelname)s %(message)s"
+        level=args.log_level.upper(), format="%(asctime)s layerfs serve: %(levelname)s %(message)s"
     )
     socket_path = args.socket or DEFAULT_SOCKET
     serve(args.root, args.driver, _options(args.option), socket_path, threads=args.threads)

@@ -19,6 +19,15 @@ Layering, bottom up (a module imports only from below):
 It needs the ``serve`` extra (grpcio, grpcio-tools).
 """
 
+import os as _os
+
+# gRPC's fork handlers break commands forked from its request threads: the
+# child of a fork taken while gRPC's poller runs may abort in gRPC's
+# at-fork code ("epoll_wait error: Bad file descriptor"), and drivers run
+# dmsetup, mount and mkfs from there. The server never forks to serve, so
+# it switches them off; this must happen before grpc is first imported.
+_os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 from ._daemon import DEFAULT_SOCKET as DEFAULT_SOCKET
 from ._daemon import serve as serve
 

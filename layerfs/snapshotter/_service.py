@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -40,8 +41,10 @@ def _rpc(method: F) -> F:
 
     @functools.wraps(method)
     def wrapper(self: SnapshotsService, request: Any, context: grpc.ServicerContext) -> Any:
+        started = waited = time.perf_counter()
         try:
             with self._lock:
+                waited = time.perf_counter()
                 return method(self, request, context)
         except errors.LayerfsError as exc:
             code = status_of(exc)
@@ -50,6 +53,14 @@ def _rpc(method: F) -> F:
         except Exception as exc:
             log.exception("%s failed", method.__name__)
             context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+        finally:
+            log.debug(
+                "%s %s: %.1f ms (%.1f ms of it waiting for the store)",
+                method.__name__,
+                getattr(request, "key", ""),
+                (time.perf_counter() - started) * 1000,
+                (waited - started) * 1000,
+            )
 
     return wrapper  # type: ignore[return-value]
 

@@ -200,3 +200,35 @@ def test_mount_fuse_calls_reach_the_mount_helper(capsys: pytest.CaptureFixture[s
 
     assert main(["layerfs", "/nonexistent-target", "-o", "upperdir=/u"]) == 2
     assert "mount.fuse.layerfs:" in capsys.readouterr().err
+
+
+def test_commands_run_from_request_threads(tmp_path: Path) -> None:
+    # Drivers shell out (dmsetup, mount) from the server's request threads: with gRPC's
+    # fork handlers on, some of those children abort before exec.
+    import subprocess
+    import sys
+
+    script = f"""
+import layerfs.snapshotter
+from layerfs.snapshotter import _proto
+from concurrent import futures
+import grpc
+from layerfs._run import run
+pb, services = _proto.load()
+class S(services.SnapshotsServicer):
+    def Stat(self, request, context):
+        for _ in range(40):
+            run(["true"], timeout=10)
+        return pb.StatSnapshotResponse()
+server = grpc.server(futures.ThreadPoolExecutor(4))
+services.add_SnapshotsServicer_to_server(S(), server)
+server.add_insecure_port("unix://{tmp_path}/s.sock")
+server.start()
+with grpc.insecure_channel("unix://{tmp_path}/s.sock") as ch:
+    services.SnapshotsStub(ch).Stat(pb.StatSnapshotRequest(key="x"))
+server.stop(0)
+"""
+    res = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr[-2000:]

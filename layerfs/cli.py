@@ -143,9 +143,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .snapshotter import DEFAULT_SOCKET, serve
 
+    # Our own log at the level asked for; other libraries' (sh logs every command) at warnings.
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s layerfs serve: %(levelname)s %(message)s"
+        level=logging.WARNING, format="%(asctime)s layerfs serve: %(levelname)s %(message)s"
     )
+    logging.getLogger("layerfs.serve").setLevel(args.log_level.upper())
     socket_path = args.socket or DEFAULT_SOCKET
     serve(args.root, args.driver, _options(args.option), socket_path, threads=args.threads)
     return 0

@@ -91,7 +91,8 @@ class ContainersWorkload(Workload):
             raise errors.Unsupported("containers: only store columns can be served to containerd")
         if isinstance(target, StoreTarget) and target.driver == "devmapper":
             raise errors.Unsupported(
-                "containers: not measured on devmapper (containerd does not run in the test VM)"
+                "containers: not measured on the devmapper column yet (tests/vm runs containerd "
+                "on devmapper, the bench does not serve it)"
             )
         tars = {
             i: self.ctx.shared_input(

@@ -12,7 +12,8 @@ not ours. Facts about that code in containerd 1.6 (``mount/mount_linux.go``):
   lower dirs, cuts it back to a directory, makes every lower dir relative
   to it and mounts from a child process that ``chdir``s there. With
   layerfs's short links (``<home>/l/ABCDEFGH``) each layer then costs 9
-  bytes, so about 430 layers fit in a 4 KiB page whatever the store path.
+  bytes, so about 430 layers fit in a 4 KiB page (less the absolute
+  ``upperdir=`` and ``workdir=``, so a little less under a long store path).
 - Past that, it cannot mount the stack at all. For those snapshots the
   server mounts the overlay itself (with the new mount API, which takes
   one ``lowerdir+`` per layer and has no page limit) and hands containerd

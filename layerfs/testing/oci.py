@@ -23,7 +23,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import subprocess
 import tarfile
 from collections.abc import Callable, Iterable
@@ -363,8 +362,3 @@ def debian_image_layers(rootfs: Path | None = None) -> list[bytes]:
         .file("etc/layerfs-release", b"layerfs test image\n")
     )
     return [*layers, changes.bytes()]
-
-
-def copy_cache_to(dest: Path) -> None:
-    """Copy the cached Debian root to ``dest`` (for machines without the archive)."""
-    shutil.copy(debian_rootfs(), dest)

@@ -10,10 +10,12 @@ without it they skip.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,33 +50,23 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Images:
 
 
 @pytest.fixture
-def make_stack(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
+def make_stack(tmp_path: Path) -> Iterator[Callable[[list[str]], Stack]]:
     """``make_stack(drivers)`` starts servers and a containerd; all of it goes down after."""
-    stacks: list[tuple[Containerd | None, object]] = []
-    socket_dirs: list[Path] = []
+    count = itertools.count()
+    with contextlib.ExitStack() as exits:
+        # Run last, whatever happened: nothing may stay mounted or running.
+        exits.callback(kill_process_tree_matching, str(tmp_path))
+        exits.callback(unmount_under, tmp_path)
 
-    def make(drivers: list[str]) -> Stack:
-        base = tmp_path / f"stack{len(stacks)}"
-        sockets = Path(tempfile.mkdtemp(prefix="layerfs-e2e-", dir="/run"))
-        socket_dirs.append(sockets)
-        cm = serving(base / "layerfs", drivers, sockets)
-        servers = cm.__enter__()
-        stacks.append((None, cm))
-        proxies = {f"layerfs-{d}": s.socket for d, s in servers.items()}
-        ctd = Containerd(base / "containerd", proxies, sockets / "containerd.sock")
-        stacks[-1] = (ctd, cm)
-        return Stack(ctd, servers, base)
+        def make(drivers: list[str]) -> Stack:
+            base = tmp_path / f"stack{next(count)}"
+            # unix socket paths must stay under 108 bytes; pytest's are long
+            sockets = Path(tempfile.mkdtemp(prefix="layerfs-e2e-", dir="/run"))
+            exits.callback(shutil.rmtree, sockets, True)
+            servers = exits.enter_context(serving(base / "layerfs", drivers, sockets))
+            proxies = {f"layerfs-{d}": s.socket for d, s in servers.items()}
+            ctd = Containerd(base / "containerd", proxies, sockets / "containerd.sock")
+            exits.callback(ctd.stop)  # before the servers: its cleanup goes through them
+            return Stack(ctd, servers, base)
 
-    try:
         yield make
-    finally:
-        for ctd, cm in reversed(stacks):
-            try:
-                if ctd is not None:
-                    ctd.stop()
-            finally:
-                cm.__exit__(None, None, None)  # type: ignore[attr-defined]
-        unmount_under(tmp_path)
-        kill_process_tree_matching(str(tmp_path))
-        for d in socket_dirs:
-            shutil.rmtree(d, ignore_errors=True)

@@ -124,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("key")
     c = sub.add_parser("check", help="find (and --repair) inconsistencies")
     c.add_argument("--repair", action="store_true")
+    c = sub.add_parser("serve", help="serve the store to containerd (snapshots gRPC service)")
+    c.add_argument("--socket", help="unix socket (default: /run/layerfs/snapshotter.sock)")
+    c.add_argument("--threads", type=int, default=8, help="request threads (default: 8)")
+    c.add_argument("--log-level", default="info", choices=("debug", "info", "warning"))
     sub.add_parser("bench", help="compare the drivers on this machine (see layerfs bench --help)")
     return p
 
@@ -136,7 +140,24 @@ def _print(args: argparse.Namespace, data: Any, text: str) -> None:
         print(text)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from .snapshotter import DEFAULT_SOCKET, serve
+
+    # Our own log at the level asked for; other libraries' (sh logs every command) at warnings.
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s layerfs serve: %(levelname)s %(message)s"
+    )
+    logging.getLogger("layerfs.serve").setLevel(args.log_level.upper())
+    socket_path = args.socket or DEFAULT_SOCKET
+    serve(args.root, args.driver, _options(args.option), socket_path, threads=args.threads)
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        return _serve(args)
     with Store(args.root, driver=args.driver, options=_options(args.option)) as store:
         cmd = args.command
         if cmd == "status":
@@ -211,6 +232,9 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The source of the fuse driver's mounts; first argument when mount.fuse runs us.
+FUSE_SOURCE = "layerfs"
+
 _VALUE_OPTIONS = {"--root", "--driver", "-o", "--option"}
 
 
@@ -245,6 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
 
         return bench_main(argv[at + 1 :])
+    if at == 0 and argv[0] == FUSE_SOURCE:
+        # containerd mounts `fuse.layerfs` through mount.fuse, which runs
+        # `layerfs layerfs TARGET -o OPTIONS`: the mount helper's job.
+        from .drivers.fuse.mount_helper import main as mount_main
+
+        return mount_main(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

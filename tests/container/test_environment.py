@@ -32,8 +32,10 @@ def _round_trip(store: layerfs.Store) -> None:
         os.unlink(Path(root, "etc", "gone"))
         Path(root, "etc", "new").write_text("3\n")
     store.commit("top", "top-rw")
-    assert {(c.kind, c.path) for c in store.changes("top")} == {
-        (ChangeKind.MODIFY, "etc"),
+    changes = {(c.kind, c.path) for c in store.changes("top")}
+    # "etc" shows as modified too where directory times are fine-grained
+    # (not on ramfs, whose coarse clock may give the same mtime).
+    assert changes - {(ChangeKind.MODIFY, "etc")} == {
         (ChangeKind.DELETE, "etc/gone"),
         (ChangeKind.ADD, "etc/new"),
     }

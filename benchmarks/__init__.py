@@ -12,8 +12,11 @@ How a run is put together (each module has one job):
 - ``cleanup``: undo steps, a sweep of mounts, loops and dm devices, signals;
 - ``workload`` and ``workloads/``: the base class and one module per workload;
 - ``tree``: realistic layer contents from the Python standard library;
-- ``stats``: medians, percentiles, ratios to native; ``report``: tables,
-  JSON and ``--compare``; ``plot``: the PNG chart.
+- ``stats``: medians, percentiles, ratios to native; ``report``: what the
+  tables say (ratios, best driver, notes), markdown, CSV, JSON and
+  ``--compare``; ``layout``: fitting a table into a width without cutting a
+  figure; ``render``: drawing it (rich boxes, plain text, markdown);
+  ``plot``: the PNG chart.
 
 A new workload is one module in ``workloads/`` defining a ``Workload``
 subclass as ``WORKLOAD`` and an entry in ``workloads.NAMES``. A new driver

@@ -6,11 +6,16 @@ Examples::
     layerfs bench --quick --json r.json --plot r.png
     layerfs bench --driver overlay,fuse --workload read --runs 5
     layerfs bench --compare before.json after.json
+    layerfs bench --show r.json --format markdown   # paste a saved run into a ticket
+
+Results go to stdout; progress and messages go to stderr, so that
+``--format csv > r.csv`` holds nothing but the CSV.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +32,7 @@ from rich.progress import (
 from layerfs import errors
 
 from . import columns as cols
+from .report import FORMATS, print_compare, print_report, read_json, write_json
 from .runner import RunConfig, need_root, run_bench
 from .scratch import FILESYSTEMS
 from .workloads import NAMES as WORKLOADS
@@ -73,14 +79,28 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--scratch", type=Path, metavar="DIR", help="where the scratch dir goes (default /var/tmp)"
     )
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="how to print the results: table (boxed on a terminal, plain text in a pipe; "
+        "no figure is ever cut), markdown (to paste), csv (one line per figure)",
+    )
     p.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
     p.add_argument("--plot", type=Path, metavar="FILE", help="write a PNG chart")
-    p.add_argument(
+    saved = p.add_mutually_exclusive_group()
+    saved.add_argument(
         "--compare",
         nargs=2,
         type=Path,
         metavar=("A.json", "B.json"),
         help="print the change between two --json results, then exit",
+    )
+    saved.add_argument(
+        "--show",
+        type=Path,
+        metavar="R.json",
+        help="print the results of a --json file (in --format), then exit",
     )
     return p
 
@@ -121,18 +141,29 @@ def main(argv: list[str]) -> int:
         0 on success, 1 when the run failed, 2 on bad usage or without
         root, 130 when interrupted.
     """
-    args = parser().parse_args(argv)
-    console = Console()
-    err = Console(stderr=True, soft_wrap=True, highlight=False)
-    from .report import compare_table, print_report, read_json, write_json
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return EXIT_OK
 
-    if args.compare:
+
+def _main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    console = Console(highlight=False)
+    err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+    if args.compare or args.show:
         try:
-            a, b = (read_json(p) for p in args.compare)
+            if args.show:
+                print_report(read_json(args.show), console, args.format)
+            else:
+                a, b = (read_json(p) for p in args.compare)
+                names = (str(args.compare[0]), str(args.compare[1]))
+                print_compare(a, b, names, console, args.format)
         except errors.LayerfsError as exc:
             err.print(f"layerfs bench: {exc}")
             return EXIT_USAGE
-        console.print(compare_table(a, b, (str(args.compare[0]), str(args.compare[1]))))
         return EXIT_OK
     why = need_root()
     if why:
@@ -168,7 +199,7 @@ def main(argv: list[str]) -> int:
         fstype=args.fs,
         scratch=args.scratch,
     )
-    sink = RichProgress(console)
+    sink = RichProgress(err)
     try:
         with sink.progress:
             report = run_bench(cfg, sink)
@@ -178,12 +209,20 @@ def main(argv: list[str]) -> int:
     except errors.LayerfsError as exc:
         err.print(f"layerfs bench: {exc}")
         return EXIT_FAILED
-    print_report(report, console)
+    print_report(report, console, args.format)
     status = EXIT_OK
+    failed = report.failed_columns()
+    if failed:
+        # The tables are still worth having, but a script must not take a
+        # run with holes in it for a whole one.
+        err.print(
+            f"layerfs bench: {', '.join(failed)} gave no figure for some work (see the notes)"
+        )
+        status = EXIT_FAILED
     try:
         if args.json:
             write_json(report, args.json)
-            console.print(f"JSON written to {args.json}")
+            err.print(f"JSON written to {args.json}")
     except OSError as exc:
         err.print(f"layerfs bench: cannot write {args.json}: {exc.strerror}")
         status = EXIT_FAILED
@@ -192,11 +231,17 @@ def main(argv: list[str]) -> int:
             from .plot import plot
 
             plot(report.results, args.plot, report.titles, report.machine)
-            console.print(f"chart written to {args.plot}")
+            err.print(f"chart written to {args.plot}")
     except OSError as exc:
         err.print(f"layerfs bench: cannot write {args.plot}: {exc.strerror}")
         status = EXIT_FAILED
     return status
+
+
+def _quiet_broken_pipe() -> None:
+    """After the reader of stdout went away (``| head``), exit without a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

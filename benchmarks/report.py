@@ -1,7 +1,23 @@
-"""Showing results: rich tables per workload, the machine's facts, and run-to-run changes."""
+"""What a bench report says, and how it is printed: tables, markdown or CSV.
+
+Per workload, a grid of medians (metrics as rows, drivers as columns) with
+a ratio under each figure; then the machine's facts and a legend. Ratios
+divide by native, measured in the same run, except in rows whose metric
+names the ``best`` baseline (work native does not do, such as making a
+snapshot): there they divide by the row's best driver, and the table's
+note says so. Drivers with no figure in a workload are left out of its
+table; the note under it says why.
+
+``print_report`` prints in one of ``FORMATS``: ``table`` (boxed on a
+terminal, plain text in a pipe, laid out so that no figure is ever cut),
+``markdown`` (for tickets) or ``csv`` (one line per figure, full precision).
+"""
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
 import json
 import math
 from collections.abc import Iterable
@@ -9,18 +25,21 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from layerfs import errors
 
+from .layout import MISSING, Cell, Grid, fact_lines
+from .render import boxed, draw, emit, markdown_table, say
 from .runner import BenchReport
-from .stats import NATIVE, Result, drivers_of
+from .stats import BEST, NATIVE, Result, drivers_of
+
+FORMATS = ("table", "markdown", "csv")
 
 
 def fmt(value: float | None) -> str:
     """Format a figure with about three significant digits (``—`` when missing)."""
     if value is None or math.isnan(value):
-        return "—"
+        return MISSING
     a = abs(value)
     if a >= 1000:
         return f"{value:,.0f}"
@@ -36,73 +55,122 @@ def fmt(value: float | None) -> str:
 
 
 def fmt_ratio(r: float | None) -> str:
-    """Format a ratio to native (``×1.23``), or an empty string."""
-    if r is None:
+    """Format a ratio (``×0.93``, ``×74.6``, ``×1,094``), or an empty string."""
+    if r is None or math.isnan(r):
         return ""
-    return f"×{r:.2f}" if r < 100 else f"×{r:,.0f}"
+    if r < 10:
+        return f"×{r:.2f}"
+    if r < 100:
+        return f"×{r:.1f}"
+    return f"×{r:,.0f}"
 
 
-def _best(results: list[Result]) -> str | None:
-    """The non-native column with the best median in one metric's row."""
-    cands = [r for r in results if r.driver != NATIVE and r.median is not None]
+def _candidates(row: list[Result]) -> list[Result]:
+    return [r for r in row if r.driver != NATIVE and r.median is not None]
+
+
+def best_driver(row: list[Result]) -> str | None:
+    """The driver with the best median of one metric's row (native not counted).
+
+    None when fewer than two drivers have a figure: one is nobody's best.
+    """
+    cands = _candidates(row)
     if len(cands) < 2:
         return None
     pick = max if cands[0].higher_is_better else min
     return pick(cands, key=lambda r: r.median or 0.0).driver
 
 
-def workload_tables(report: BenchReport) -> list[Table]:
-    """Return one table per workload: metrics as rows, columns as drivers, with ratios.
+def shown_ratio(result: Result, row: list[Result]) -> float | None:
+    """The ratio the report shows under ``result``: to native, or to the row's best driver.
 
-    The table's title is the workload's name; ``report.titles`` has the
-    line saying what it measures (``print_report`` prints it above).
+    None for native itself, for a missing figure, and where the baseline is
+    missing or zero.
     """
+    if result.driver == NATIVE or result.median is None:
+        return None
+    if result.baseline != BEST:
+        return result.ratio_to_native
+    cands = _candidates(row)
+    pick = max if result.higher_is_better else min
+    base = pick((r.median or 0.0 for r in cands), default=0.0)
+    return result.median / base if base else None
+
+
+@dataclasses.dataclass
+class WorkloadView:
+    """One workload's table.
+
+    Attributes:
+        name: the workload.
+        title: what it measures.
+        grid: metrics as rows, drivers with a figure as columns.
+        notes: why drivers are missing or failed, and what the ratios divide by.
+    """
+
+    name: str
+    title: str
+    grid: Grid
+    notes: list[str]
+
+
+def _by_workload(results: list[Result]) -> dict[str, list[Result]]:
+    out: dict[str, list[Result]] = {}
+    for r in results:
+        out.setdefault(r.workload, []).append(r)
+    return out
+
+
+def _rows(results: list[Result]) -> dict[str, list[Result]]:
+    rows: dict[str, list[Result]] = {}
+    for r in results:
+        rows.setdefault(r.metric, []).append(r)
+    return rows
+
+
+def _cell(result: Result | None, row: list[Result], best: str | None) -> Cell:
+    if result is None or result.median is None:
+        failed = result is not None and "failed" in result.note
+        return Cell(("failed" if failed else MISSING,), "dim")
+    ratio = fmt_ratio(shown_ratio(result, row))
+    lines = (fmt(result.median), ratio) if ratio else (fmt(result.median),)
+    return Cell(lines, "best" if result.driver == best else "")
+
+
+def workload_views(report: BenchReport) -> list[WorkloadView]:
+    """Return one view per workload, in the order the run made them."""
     drivers = drivers_of(report.results)
-    tables: list[Table] = []
-    by_workload: dict[str, list[Result]] = {}
-    for r in report.results:
-        by_workload.setdefault(r.workload, []).append(r)
-    for workload, results in by_workload.items():
-        title = f"[bold]{workload}[/]"
-        present = [d for d in drivers if any(r.driver == d for r in results)]
-        table = Table(title=title, title_justify="left", show_lines=False)
-        table.add_column("metric", no_wrap=True)
-        for d in present:
-            table.add_column(d, justify="right")
-        rows: dict[str, list[Result]] = {}
-        for r in results:
-            rows.setdefault(r.metric, []).append(r)
+    views = []
+    for workload, results in _by_workload(report.results).items():
+        rows = _rows(results)
+        shown = [
+            d
+            for d in drivers
+            if any(r.driver == d and (r.median is not None or "failed" in r.note) for r in results)
+        ]
+        labels, cells, to_best = [], [], []
         for metric, row in rows.items():
-            cells = {r.driver: r for r in row}
-            best = _best(row)
-            line = [f"{metric} ({row[0].unit})"]
-            for d in present:
-                cell = cells.get(d)
-                if cell is None or cell.median is None:
-                    failed = cell is not None and "failed" in cell.note
-                    line.append("[dim]failed[/]" if failed else "—")
-                    continue
-                text = fmt(cell.median)
-                ratio = fmt_ratio(cell.ratio_to_native) if d != NATIVE else ""
-                if ratio:
-                    text += f" [dim]{ratio}[/]"
-                if d == best:
-                    text = f"[bold green]{text}[/]"
-                line.append(text)
-            table.add_row(*line)
+            label = f"{metric} ({row[0].unit})"
+            by_driver = {r.driver: r for r in row}
+            best = best_driver(row)
+            labels.append(label)
+            cells.append([_cell(by_driver.get(d), row, best) for d in shown])
+            if row[0].baseline == BEST:
+                to_best.append(metric)
         notes = sorted({f"{r.driver}: {r.note}" for r in results if r.note and r.median is None})
-        if notes:
-            table.caption = "\n".join(notes)
-            table.caption_justify = "left"
-        tables.append(table)
-    return tables
+        if to_best:
+            where = "here" if len(to_best) == len(rows) else "in rows " + ", ".join(to_best)
+            notes.append(
+                f"×N {where} divides by the best driver of the row, not by native: native "
+                "does not do this work, so a ratio to it would say nothing."
+            )
+        grid = Grid("metric", shown, labels, cells, corner_transposed="driver")
+        views.append(WorkloadView(workload, report.titles.get(workload, ""), grid, notes))
+    return views
 
 
-def machine_table(machine: dict[str, Any]) -> Table:
-    """Return the machine's facts as a two-column table."""
-    table = Table(title="[bold]machine[/]", title_justify="left", show_header=False)
-    table.add_column("fact", style="cyan", no_wrap=True)
-    table.add_column("value")
+def machine_facts(machine: dict[str, Any]) -> list[tuple[str, str]]:
+    """Return the machine's facts worth printing, as (label, value) pairs."""
     keys = [
         ("kernel", "kernel"),
         ("cpu", "CPU"),
@@ -115,28 +183,128 @@ def machine_table(machine: dict[str, Any]) -> Table:
         ("runs", "measured runs"),
         ("warmup_rounds", "warm-up runs"),
     ]
-    for key, label in keys:
-        if key in machine:
-            table.add_row(label, str(machine[key]))
-    for name, why in (machine.get("missing") or {}).items():
-        table.add_row(f"missing: {name}", str(why))
-    return table
+    facts = [(label, str(machine[key])) for key, label in keys if key in machine]
+    facts += [
+        (f"missing: {name}", str(why)) for name, why in (machine.get("missing") or {}).items()
+    ]
+    return facts
 
 
-def print_report(report: BenchReport, console: Console | None = None) -> None:
-    """Print the machine's facts and every workload's table."""
-    console = console or Console()
-    console.print(machine_table(report.machine))
-    for table in workload_tables(report):
-        console.print()
-        name = str(table.title).replace("[bold]", "").replace("[/]", "")
-        console.print(f"[bold]{name}[/]: {report.titles.get(name, '')}")
-        table.title = None
-        console.print(table)
-    console.print(
-        "\n[dim]Median of the runs; ×N = ratio to native measured in the same run; "
-        "green = best non-native column.[/]"
+def legend(report: BenchReport, form: str, colour: bool) -> str:
+    """Return the legend printed under the tables (``colour``: the best figure is green)."""
+    runs = report.machine.get("runs")
+    best = "bold" if form == "markdown" else "green" if colour else "*"
+    return (
+        f"Each figure is the median of {runs or 'the'} runs; under it, ×N is its ratio to "
+        "native (the same work on a plain directory, measured in the same run), except "
+        "where a table's note says it divides by the row's best driver. "
+        f"{best.capitalize()}: the best driver of the row (native not counted). "
+        f"{MISSING}: no figure (the note under the table says why)."
     )
+
+
+def print_report(report: BenchReport, console: Console, form: str = "table") -> None:
+    """Print the machine's facts, every workload's table and the legend in ``form``.
+
+    Args:
+        report: the run's results.
+        console: where to print; in ``table`` form, a terminal gets boxed
+            tables and anything else plain text, both in ``console.width``.
+        form: one of ``FORMATS``.
+    """
+    if form == "csv":
+        console.file.write(report_csv(report))
+        return
+    if form == "markdown":
+        emit(console, report_markdown(report))
+        return
+    facts = machine_facts(report.machine)
+    say(console, "machine", "bold")
+    emit(console, ["  " + line for line in fact_lines(facts, console.width - 2)])
+    for view in workload_views(report):
+        emit(console, [""])
+        say(console, f"{view.name}: {view.title}", "bold")
+        if view.grid.headers:
+            draw(console, view.grid)
+        for note in view.notes:
+            say(console, note, "dim")
+    emit(console, [""])
+    say(console, legend(report, form, boxed(console)), "dim")
+
+
+def report_markdown(report: BenchReport) -> list[str]:
+    """Return the report as markdown: a table per workload, then the machine and legend."""
+    out: list[str] = []
+    for view in workload_views(report):
+        out += [f"### {view.name}", "", view.title, ""]
+        if view.grid.headers:
+            out += markdown_table(view.grid) + [""]
+        out += [f"{note}  " for note in view.notes]
+        if view.notes:
+            out.append("")
+    facts = Grid("machine", ["value"], [], [])
+    for label, value in machine_facts(report.machine):
+        facts.labels.append(label)
+        facts.cells.append([Cell((value,))])
+    out += ["### machine", ""] + markdown_table(facts) + [""]
+    out.append(legend(report, "markdown", colour=False))
+    return out
+
+
+CSV_FIELDS = (
+    "workload",
+    "metric",
+    "unit",
+    "driver",
+    "median",
+    "min",
+    "max",
+    "runs",
+    "ratio",
+    "ratio_to",
+    "best",
+    "note",
+)
+
+
+def _num(value: float | None) -> str:
+    """A float in full (``repr``), so that it reads back exactly; empty when missing."""
+    return "" if value is None else repr(value)
+
+
+def report_csv(report: BenchReport) -> str:
+    """Return the report as CSV: a header, then one line per (workload, metric, driver).
+
+    ``ratio`` is the ratio the tables show and ``ratio_to`` what it divides
+    by (``native`` or ``best``); ``best`` is ``yes`` on the best driver of
+    its row.
+    """
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_FIELDS)
+    for workload_results in _by_workload(report.results).values():
+        for row in _rows(workload_results).values():
+            best = best_driver(row)
+            for r in row:
+                ratio = shown_ratio(r, row)
+                base = "" if ratio is None else r.baseline
+                w.writerow(
+                    [
+                        r.workload,
+                        r.metric,
+                        r.unit,
+                        r.driver,
+                        _num(r.median),
+                        _num(r.min),
+                        _num(r.max),
+                        r.runs,
+                        _num(ratio),
+                        base,
+                        "yes" if r.driver == best else "",
+                        r.note,
+                    ]
+                )
+    return buf.getvalue()
 
 
 def write_json(report: BenchReport, path: Path) -> None:
@@ -197,24 +365,45 @@ def changes(old: BenchReport, new: BenchReport) -> list[dict[str, Any]]:
     return out
 
 
-def compare_table(old: BenchReport, new: BenchReport, names: Iterable[str] = ("A", "B")) -> Table:
-    """Return a table of the change of every figure between two runs."""
-    a, b = list(names)
-    table = Table(title=f"[bold]change from {a} to {b}[/]", title_justify="left")
-    for col in ("workload", "metric", "driver", a, b, "change"):
-        table.add_column(col, justify="right" if col in (a, b, "change") else "left")
+def compare_grid(old: BenchReport, new: BenchReport) -> Grid:
+    """Return a grid of every figure in both runs: A, B and the change, one row each."""
+    labels, cells = [], []
     for c in changes(old, new):
-        pct = "—" if c["change"] is None else f"{c['change'] * 100:+.1f}%"
-        if c["better"] is True:
-            pct = f"[green]{pct}[/]"
-        elif c["better"] is False:
-            pct = f"[red]{pct}[/]"
-        table.add_row(
-            c["workload"],
-            f"{c['metric']} ({c['unit']})",
-            c["driver"],
-            fmt(c["old"]),
-            fmt(c["new"]),
-            pct,
+        labels.append(f"{c['workload']}, {c['metric']} ({c['unit']}), {c['driver']}")
+        pct = MISSING if c["change"] is None else f"{c['change'] * 100:+.1f}%"
+        tone = {True: "good", False: "bad"}.get(c["better"], "")
+        cells.append([Cell((fmt(c["old"]),)), Cell((fmt(c["new"]),)), Cell((pct,), tone)])
+    return Grid("figure", ["A", "B", "change"], labels, cells, transposable=False)
+
+
+def compare_csv(old: BenchReport, new: BenchReport) -> str:
+    """Return the change of every figure as CSV (``change`` is new/old - 1)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    fields = ("workload", "metric", "unit", "driver", "old", "new", "change")
+    w.writerow(fields)
+    for c in changes(old, new):
+        w.writerow(
+            [c[f] if f in ("workload", "metric", "unit", "driver") else _num(c[f]) for f in fields]
         )
-    return table
+    return buf.getvalue()
+
+
+def print_compare(
+    old: BenchReport,
+    new: BenchReport,
+    names: Iterable[str],
+    console: Console,
+    form: str = "table",
+) -> None:
+    """Print the change of every figure from run A (``old``) to run B (``new``) in ``form``."""
+    if form == "csv":
+        console.file.write(compare_csv(old, new))
+        return
+    a, b = list(names)
+    heading = f"change from A ({a}) to B ({b})"
+    if form == "markdown":
+        emit(console, [f"### {heading}", "", *markdown_table(compare_grid(old, new))])
+        return
+    say(console, heading, "bold")
+    draw(console, compare_grid(old, new))

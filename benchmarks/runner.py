@@ -77,6 +77,13 @@ class BenchReport:
     results: list[Result]
     titles: dict[str, str] = dataclasses.field(default_factory=dict)
 
+    def failed_columns(self) -> list[str]:
+        """Return the columns that ran but gave no figure somewhere (not the missing ones)."""
+        missing = self.machine.get("missing", {})
+        return sorted(
+            {r.driver for r in self.results if r.median is None and r.driver not in missing}
+        )
+
     def to_json(self) -> dict[str, Any]:
         """Return the JSON document ``--json`` writes."""
         return {

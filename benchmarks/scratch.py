@@ -25,6 +25,7 @@ import shutil
 from pathlib import Path
 
 from layerfs import errors
+from layerfs._environment import loop_device_problem
 from layerfs._mounting import mount_one, unmount_path
 from layerfs._run import CommandFailed, run
 from layerfs._types import Mount
@@ -84,6 +85,11 @@ def attach_loop(image: Path, direct_io: bool = True) -> str:
     Raises:
         errors.Unsupported: losetup is missing or no loop device can be had.
     """
+    problem = loop_device_problem()
+    if problem is not None:
+        raise errors.Unsupported(
+            f"layerfs bench gives each column a loop-backed filesystem, but {problem}"
+        )
     tries: list[list[str]] = []
     if direct_io:
         tries.append(["--sector-size", "4096", "--direct-io=on"])

@@ -3,7 +3,11 @@
 A *sample* is one timed run of one metric on one column (driver). The
 report gives, per (workload, driver, metric), the median of the samples
 with their min and max, and the median's ratio to the ``native`` column's
-median for the same metric, measured in the same run.
+median for the same metric, measured in the same run. Where native does
+not do the work at all (it makes no snapshot, so it prepares one in
+microseconds), a metric names ``best`` as its baseline: the report then
+divides by the best driver of the row instead (``ratio_to_native`` is still
+recorded).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import math
 from collections.abc import Iterable, Sequence
 
 NATIVE = "native"
+#: Baseline of a metric whose ratios divide by the best driver of the row.
+BEST = "best"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,12 +31,16 @@ class Metric:
         higher_is_better: True for rates (GB/s, IOPS), False for times and sizes.
         ratio: False when a ratio to native means nothing (native is about
             zero by construction, e.g. page cache per extra snapshot).
+        baseline: what the report divides by: ``NATIVE``, or ``BEST`` (the
+            row's best driver) for work native does not do, such as making
+            a snapshot.
     """
 
     name: str
     unit: str
     higher_is_better: bool = False
     ratio: bool = True
+    baseline: str = NATIVE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +60,7 @@ class Result:
             missing or native is zero.
         higher_is_better: copied from the metric, for the report's colours.
         note: why the figure is missing, when it is.
+        baseline: copied from the metric: what the report's ratios divide by.
     """
 
     workload: str
@@ -63,6 +74,7 @@ class Result:
     ratio_to_native: float | None
     higher_is_better: bool = False
     note: str = ""
+    baseline: str = NATIVE
 
     def to_json(self) -> dict[str, object]:
         """Return the JSON record of this result (the documented keys, plus extras)."""
@@ -78,6 +90,7 @@ class Result:
             "ratio_to_native": self.ratio_to_native,
             "higher_is_better": self.higher_is_better,
             "note": self.note,
+            "baseline": self.baseline,
         }
 
     @classmethod
@@ -104,6 +117,7 @@ class Result:
             ratio_to_native=num("ratio_to_native"),
             higher_is_better=bool(data.get("higher_is_better", False)),
             note=str(data.get("note", "")),
+            baseline=str(data.get("baseline", NATIVE)),
         )
 
 
@@ -183,6 +197,7 @@ def summarize(
                 ratio_to_native=ratio(med, native_median) if metric.ratio else None,
                 higher_is_better=metric.higher_is_better,
                 note=notes.get(driver, ""),
+                baseline=metric.baseline,
             )
         )
     return out

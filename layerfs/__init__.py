@@ -8,6 +8,7 @@ Layering of the package, bottom up (a module imports only from below):
 - ``_metadata``, ``_records``: the SQLite database and snapshot records;
 - ``_streams``, ``_apply``, ``_diff``, ``_export``, ``_lower``, ``_fstree``: layer tars and trees;
 - ``_store``: ``Store``, the snapshot API tying it all together;
+- ``snapshotter``: ``layerfs serve``, containerd's snapshots service over a ``Store``;
 - ``cli``: the ``layerfs`` command.
 
 Built-in drivers live in ``layerfs.drivers.<name>``; ``layerfs bench`` in

@@ -26,7 +26,7 @@ import stat
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from . import errors
 from ._fstree import copy_node, remove_tree
@@ -283,13 +283,23 @@ def _end_recording_tarinfo() -> type[_EndRecording]:
     """A TarInfo class that notes when it sees the zero block ending an archive."""
 
     class EndRecordingTarInfo(_EndRecording):
-        pass
+        @classmethod
+        def note(cls, buf: bytes) -> None:
+            if len(buf) == tarfile.BLOCKSIZE and buf.count(0) == tarfile.BLOCKSIZE:
+                EndRecordingTarInfo.saw_end = True
 
         @classmethod
         def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:  # type: ignore[override]
-            if len(buf) == tarfile.BLOCKSIZE and buf.count(0) == tarfile.BLOCKSIZE:
-                EndRecordingTarInfo.saw_end = True
+            cls.note(buf)
             return super().frombuf(buf, encoding, errors)
+
+        # CPython's tarfile security release of June 2025 (3.13.4, 3.12.11,
+        # 3.11.13, and Debian's backports) reads headers through _frombuf,
+        # no longer through frombuf.
+        @classmethod
+        def _frombuf(cls, buf: bytes, encoding: str, errors: str, **kw: Any) -> tarfile.TarInfo:
+            cls.note(buf)
+            return super()._frombuf(buf, encoding, errors, **kw)  # type: ignore[misc]
 
     return EndRecordingTarInfo
 

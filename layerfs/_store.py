@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from . import _layers, _owner, _records, _recovery, errors
+from . import _environment, _layers, _owner, _records, _recovery, errors
 from ._faults import crash_point
 from ._keys import validate_key
 from ._locks import storage_lock
@@ -122,12 +122,20 @@ class Store:
                     f"open it with driver={recorded!r} or use another root"
                 )
             if recorded is None:
-                name = driver or _probe_default(self.root)
+                name, passed_over = (driver, {}) if driver else _probe_default(self.root)
                 load(name)  # an unknown name is NotFound, not "unavailable"
                 reason = unavailable_reason(name, self.root)
                 if reason is not None:
-                    raise errors.Unsupported(f"driver {name!r} cannot be used here: {reason}")
+                    raise errors.Unsupported(
+                        f"driver {name!r} cannot be used here: {reason}; "
+                        "or open the store without a driver to use one that works here"
+                    )
                 db.execute("INSERT INTO meta(name, value) VALUES ('driver', ?)", (name,))
+                # Why a probed store did not get the drivers before it: status() shows it.
+                db.execute(
+                    "INSERT INTO meta(name, value) VALUES ('driver_passed_over', ?)",
+                    (json.dumps(passed_over, sort_keys=True),),
+                )
             else:
                 name = recorded
             row = db.execute("SELECT value FROM meta WHERE name='driver_options'").fetchone()
@@ -728,9 +736,13 @@ class Store:
                 ).fetchall()
             )
             mounted = db.execute("SELECT COUNT(*) FROM mounts").fetchone()[0]
+            row = db.execute("SELECT value FROM meta WHERE name='driver_passed_over'").fetchone()
         return {
             "root": str(self.root),
             "driver": self.driver_name,
+            # Drivers layerfs.open() probed first and could not use, with why.
+            "driver_passed_over": json.loads(row[0]) if row else {},
+            "environment": _environment.facts(self.root),
             "snapshots": {k.value: int(counts.get(k.value, 0)) for k in Kind},
             "mounts": int(mounted),
             "driver_status": self._driver.status(),
@@ -789,14 +801,17 @@ def _drop_owner(owners: str | None, me: str) -> str | None:
     return " ".join(held) or None
 
 
-def _probe_default(root: Path) -> str:
-    reasons = []
+def _probe_default(root: Path) -> tuple[str, dict[str, str]]:
+    """The first driver of ``DEFAULT_ORDER`` that works at ``root``, and why earlier ones did not."""
+    reasons: dict[str, str] = {}
     for name in DEFAULT_ORDER:
         reason = unavailable_reason(name, root)
         if reason is None:
-            return name
-        reasons.append(f"{name}: {reason}")
-    raise errors.Unsupported("no storage driver can run here: " + "; ".join(reasons))
+            return name, reasons
+        reasons[name] = reason
+    raise errors.Unsupported(
+        "no storage driver can run here: " + "; ".join(f"{n}: {r}" for n, r in reasons.items())
+    )
 
 
 def _rmdir_quiet(path: str | Path, only_under: Path) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__, errors
+from ._human import human_size, status_lines, table_lines
 from ._store import Store, default_root
 from ._types import Info, Mount
 
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument(
         "filters", nargs="*", help='containerd filters, e.g. kind==active labels."a.b"==v'
     )
+    ls.add_argument("-q", "--quiet", action="store_true", help="print the keys only")
     for verb, helptext in (
         ("prepare", "create an active snapshot"),
         ("view", "create a read-only view"),
@@ -122,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("key")
     c = sub.add_parser("check", help="find (and --repair) inconsistencies")
     c.add_argument("--repair", action="store_true")
+    c = sub.add_parser("serve", help="serve the store to containerd (snapshots gRPC service)")
+    c.add_argument("--socket", help="unix socket (default: /run/layerfs/snapshotter.sock)")
+    c.add_argument("--threads", type=int, default=8, help="request threads (default: 8)")
+    c.add_argument("--log-level", default="info", choices=("debug", "info", "warning"))
     sub.add_parser("bench", help="compare the drivers on this machine (see layerfs bench --help)")
     return p
 
@@ -134,16 +140,38 @@ def _print(args: argparse.Namespace, data: Any, text: str) -> None:
         print(text)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import logging
+
+    from .snapshotter import DEFAULT_SOCKET, serve
+
+    # Our own log at the level asked for; other libraries' (sh logs every command) at warnings.
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s layerfs serve: %(levelname)s %(message)s"
+    )
+    logging.getLogger("layerfs.serve").setLevel(args.log_level.upper())
+    socket_path = args.socket or DEFAULT_SOCKET
+    serve(args.root, args.driver, _options(args.option), socket_path, threads=args.threads)
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        return _serve(args)
     with Store(args.root, driver=args.driver, options=_options(args.option)) as store:
         cmd = args.command
         if cmd == "status":
             status = store.status()
-            _print(args, status, json.dumps(status, indent=2, sort_keys=True))
+            _print(args, status, "\n".join(status_lines(status)))
         elif cmd == "ls":
             infos = list(store.walk(*args.filters))
-            rows = [f"{i.name}\t{i.kind.value}\t{i.parent or '-'}" for i in infos]
-            _print(args, [_info_json(i) for i in infos], "\n".join(rows))
+            rows = [[i.name, i.parent or "", i.kind.value] for i in infos]
+            text = "\n".join(
+                [i.name for i in infos]
+                if args.quiet
+                else table_lines(["KEY", "PARENT", "KIND"], rows)
+            )
+            _print(args, [_info_json(i) for i in infos], text)
         elif cmd in ("prepare", "view"):
             method = store.prepare if cmd == "prepare" else store.view
             mounts = method(args.key, args.parent, labels=_labels(args.label))
@@ -190,7 +218,12 @@ def _run(args: argparse.Namespace) -> int:
             _print(args, [{"kind": c.kind.value, "path": c.path} for c in changes], text)
         elif cmd == "usage":
             u = store.usage(args.key)
-            _print(args, {"size": u.size, "inodes": u.inodes}, f"{u.size}\t{u.inodes}")
+            text = "\n".join(
+                table_lines(
+                    ["KEY", "SIZE", "INODES"], [[args.key, human_size(u.size), str(u.inodes)]]
+                )
+            )
+            _print(args, {"size": u.size, "inodes": u.inodes}, text)
         elif cmd == "check":
             problems = store.check(repair=args.repair)
             _print(args, {"problems": problems, "repaired": args.repair}, "\n".join(problems))
@@ -198,6 +231,9 @@ def _run(args: argparse.Namespace) -> int:
                 return 9
     return 0
 
+
+#: The source of the fuse driver's mounts; first argument when mount.fuse runs us.
+FUSE_SOURCE = "layerfs"
 
 _VALUE_OPTIONS = {"--root", "--driver", "-o", "--option"}
 
@@ -233,6 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
 
         return bench_main(argv[at + 1 :])
+    if at == 0 and argv[0] == FUSE_SOURCE:
+        # containerd mounts `fuse.layerfs` through mount.fuse, which runs
+        # `layerfs layerfs TARGET -o OPTIONS`: the mount helper's job.
+        from .drivers.fuse.mount_helper import main as mount_main
+
+        return mount_main(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

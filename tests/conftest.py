@@ -28,8 +28,17 @@ def _loops(base: str) -> set[str]:
 
 
 def _fuse_servers(base: str) -> set[str]:
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return {line for line in out.splitlines() if base in line and "pytest" not in line}
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # exited while we looked
+        if base in args and "pytest" not in args:
+            found.add(f"{proc.name} {args.strip()}")
+    return found
 
 
 @pytest.fixture(scope="session", autouse=True)

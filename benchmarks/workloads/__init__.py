@@ -23,6 +23,7 @@ NAMES: dict[str, str] = {
     "diff": "diff",
     "scale": "scale",
     "space": "space",
+    "containers": "containers",
 }
 
 

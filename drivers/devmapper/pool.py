@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from layerfs import errors
+from layerfs._environment import loop_device_problem
 from layerfs._run import CommandFailed, run
 
 from . import dmsetup, faults, udev
@@ -283,6 +284,9 @@ class Pool:
 
 
 def _losetup(path: Path) -> str:
+    problem = loop_device_problem()
+    if problem is not None:
+        raise errors.Unsupported(f"a thin pool on loop files needs loop devices, but {problem}")
     try:
         return run(["losetup", "--find", "--show", str(path)], timeout=30).strip()
     except CommandFailed as exc:

@@ -17,7 +17,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from layerfs.drivers.overlay.layout import Layout, xattr_prefix
+from layerfs.drivers.overlay.probe import format_problem
 
+from layerfs._environment import fuse_device_problem
 from layerfs._types import Kind, Mount, Usage
 from layerfs.driver import DiffDir, Driver, DriverState, SnapshotRef
 
@@ -47,11 +49,13 @@ class FuseDriver(Driver):
 
     @classmethod
     def unavailable_reason(cls, root: Path) -> str | None:
-        """Say why FUSE cannot be used here (no /dev/fuse, no way to mount)."""
-        if not os.path.exists("/dev/fuse"):
-            return "no /dev/fuse (kernel without FUSE, or not in this container)"
-        if not os.access("/dev/fuse", os.R_OK | os.W_OK):
-            return "/dev/fuse is not accessible"
+        """Say why FUSE cannot be used here: no usable /dev/fuse, no way to mount,
+        or a store root where overlay-format layers cannot live (an overlay, as
+        a container's root filesystem usually is; no xattrs).
+        """
+        problem = fuse_device_problem() or format_problem(root)
+        if problem is not None:
+            return problem
         if os.geteuid() != 0:
             from . import fusermount
 

@@ -13,8 +13,11 @@ Facts relied on, with the kernel version each appeared in:
 - overlayfs stacks at most 500 lower layers (``OVL_MAX_STACK``).
 - The upper filesystem must fill ``d_type`` in readdir (overlay needs it to
   find whiteouts; XFS formatted with ``ftype=0`` and ext4 without the
-  ``filetype`` feature do not) and must not be overlayfs itself, FUSE, NFS,
-  aufs or eCryptfs.
+  ``filetype`` feature do not), must have the xattrs overlay marks opaque
+  directories with (without them the kernel still mounts, but falls back
+  to ``index=off`` and fails on the first opaque directory; ramfs has none)
+  and must not be overlayfs itself, FUSE, NFS, aufs or eCryptfs. overlayfs
+  as upper is the case inside most containers, whose root is an overlay.
 - ``redirect_dir`` and ``metacopy`` defaults come from the kernel config and
   show in ``/sys/module/overlay/parameters``; when either is on, an upper
   dir may hold a renamed directory as a redirect xattr or a file as
@@ -26,6 +29,7 @@ Facts relied on, with the kernel version each appeared in:
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import platform
 import re
@@ -36,7 +40,14 @@ from layerfs._sys import fsinfo
 from layerfs._sys.newmount import FsContext
 from layerfs.driver import is_privileged
 
-__all__ = ["Probes", "probe", "unavailable_reason", "kernel_version", "backing_fs_problem"]
+__all__ = [
+    "Probes",
+    "probe",
+    "unavailable_reason",
+    "kernel_version",
+    "backing_fs_problem",
+    "format_problem",
+]
 
 _PARAMS = Path("/sys/module/overlay/parameters")
 _REFUSED_UPPER = {"overlay", "fuse", "nfs", "cifs", "aufs", "ecryptfs", "squashfs", "afs"}
@@ -67,22 +78,77 @@ def _existing(path: Path) -> Path:
     return p
 
 
-def backing_fs_problem(path: Path) -> str | None:
-    """Say why the filesystem holding ``path`` cannot be overlay's upper, or None.
+_WHERE_INSTEAD = (
+    "put the store root on a real or loop-backed filesystem (ext4, xfs, btrfs or tmpfs)"
+)
 
-    Checks the filesystem type and, when ``path`` (or the nearest existing
-    ancestor) has entries, d_type support. Creates nothing.
+
+def _instead(fs: str) -> str:
+    if fs == "overlay":
+        # The common case: a store under a container's own root filesystem.
+        return _WHERE_INSTEAD + ", e.g. a volume mounted into the container"
+    return _WHERE_INSTEAD
+
+
+def _fs_name(where: Path) -> str:
+    return fsinfo.fs_type_name(fsinfo.fs_type(str(where)))
+
+
+def xattr_problem(where: Path, fs: str) -> str | None:
+    """Say why the filesystem of ``where`` cannot hold overlay xattrs, or None.
+
+    Asks for ``<prefix>overlay.opaque`` (``trusted.`` when privileged,
+    ``user.`` when not): "no such attribute" means the namespace works,
+    EOPNOTSUPP that the filesystem has no such xattrs (ramfs; tmpfs before
+    Linux 6.6 for ``user.``). Creates nothing.
+    """
+    prefix = "trusted." if is_privileged() else "user."
+    try:
+        os.getxattr(where, prefix + "overlay.opaque")
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.ENOTSUP):
+            return (
+                f"the {fs} filesystem holding {where} has no {prefix}* xattrs, which mark "
+                f"opaque directories in overlay-format layers; {_instead(fs)}"
+            )
+    return None
+
+
+def format_problem(path: Path) -> str | None:
+    """Say why overlay-format layers (shared by ``overlay`` and ``fuse``) cannot live at ``path``.
+
+    Such layers are directories with whiteouts as 0/0 character devices and
+    ``overlay.*`` xattrs on opaque directories. On overlayfs itself (a
+    container's root filesystem) a 0/0 device created through the mount
+    turns into a whiteout and vanishes, and the ``overlay.*`` xattrs are
+    reserved; other filesystems may have no xattrs at all. Creates nothing.
     """
     where = _existing(path)
     try:
-        name = fsinfo.fs_type_name(fsinfo.fs_type(str(where)))
+        fs = _fs_name(where)
+    except OSError as exc:
+        return f"cannot statfs {where}: {exc.strerror}"
+    if fs == "overlay":
+        return (
+            f"{where} is on overlay, which hides the whiteouts and refuses the overlay.* "
+            f"xattrs that overlay-format layers are made of; {_instead(fs)}"
+        )
+    return xattr_problem(where, fs)
+
+
+def backing_fs_problem(path: Path) -> str | None:
+    """Say why the filesystem holding ``path`` cannot be overlay's upper, or None.
+
+    Checks the filesystem type, xattr support and, when ``path`` (or the
+    nearest existing ancestor) has entries, d_type support. Creates nothing.
+    """
+    where = _existing(path)
+    try:
+        name = _fs_name(where)
     except OSError as exc:
         return f"cannot statfs {where}: {exc.strerror}"
     if name in _REFUSED_UPPER:
-        return (
-            f"{where} is on {name}, which overlayfs cannot use as upper layer; "
-            "put the store on ext4, xfs, btrfs or tmpfs"
-        )
+        return f"{where} is on {name}, which overlayfs cannot use as upper layer; {_instead(name)}"
     try:
         dtype = fsinfo.dir_has_dtype(str(where))
     except OSError:
@@ -90,9 +156,10 @@ def backing_fs_problem(path: Path) -> str | None:
     if dtype is False:
         return (
             f"the {name} filesystem holding {where} has no d_type support "
-            "(xfs needs ftype=1, ext4 the filetype feature), which overlayfs needs"
+            f"(xfs needs ftype=1, ext4 the filetype feature), which overlayfs needs; "
+            f"{_instead(name)}"
         )
-    return None
+    return xattr_problem(where, name)
 
 
 def unavailable_reason(root: Path) -> str | None:

@@ -50,7 +50,8 @@ def columns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Targ
         assert cl.loops_below(workdir) == []
 
 
-@pytest.mark.parametrize("name", list(NAMES))
+# containers needs containerd and has figures for some columns only: tests/e2e covers it.
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "containers"])
 def test_workload_gives_every_figure_on_native_and_copy(
     name: str, columns: dict[str, Target], tmp_path: Path
 ) -> None:

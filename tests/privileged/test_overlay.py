@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,8 +24,9 @@ from layerfs.driver import SnapshotRef, is_privileged
 pytestmark = [
     pytest.mark.skipif(not is_privileged(), reason="overlay mounts need root"),
     pytest.mark.skipif(
-        probe.unavailable_reason(Path("/tmp")) is not None,
-        reason=f"overlay unavailable: {probe.unavailable_reason(Path('/tmp'))}",
+        # The tests' stores live under tmp_path, on the filesystem of TMPDIR.
+        probe.unavailable_reason(Path(tempfile.gettempdir())) is not None,
+        reason=f"overlay unavailable: {probe.unavailable_reason(Path(tempfile.gettempdir()))}",
     ),
 ]
 

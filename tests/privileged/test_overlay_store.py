@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,9 @@ from layerfs.testing.trees import describe, diff_descriptions
 pytestmark = [
     pytest.mark.skipif(not is_privileged(), reason="overlay mounts need root"),
     pytest.mark.skipif(
-        probe.unavailable_reason(Path("/tmp")) is not None,
-        reason=f"overlay unavailable: {probe.unavailable_reason(Path('/tmp'))}",
+        # The tests' stores live under tmp_path, on the filesystem of TMPDIR.
+        probe.unavailable_reason(Path(tempfile.gettempdir())) is not None,
+        reason=f"overlay unavailable: {probe.unavailable_reason(Path(tempfile.gettempdir()))}",
     ),
 ]
 

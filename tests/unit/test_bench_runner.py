@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from layerfs.benchmarks import cli
-from layerfs.benchmarks.runner import NoProgress, rounds, run_workload
+from layerfs.benchmarks.runner import BenchReport, NoProgress, rounds, run_workload
 from layerfs.benchmarks.stats import Metric
 from layerfs.benchmarks.targets import Target
 from layerfs.benchmarks.workload import Context, Workload
@@ -93,6 +93,18 @@ def test_a_failing_column_gets_a_note_and_the_others_go_on(tmp_path: Path) -> No
     assert by["b"].runs == 2
     assert by["zz"].median is None and by["zz"].note == "not installed"
     assert ("run", "a") not in wl.calls
+
+
+def test_a_failed_column_marks_the_report_but_a_missing_one_does_not(tmp_path: Path) -> None:
+    wl = make(tmp_path, fail_on="a")
+    targets = [FakeTarget("native"), FakeTarget("a"), FakeTarget("b")]
+    results = run_workload(
+        wl, targets, warmup=0, runs=1, progress=NoProgress(), notes={"zz": "not installed"}
+    )
+    report = BenchReport(machine={"missing": {"zz": "not installed"}}, results=results)
+    assert report.failed_columns() == ["a"]
+    whole = [r for r in results if r.driver != "a"]
+    assert BenchReport(machine={"missing": {"zz": "x"}}, results=whole).failed_columns() == []
 
 
 def test_presets_and_runs() -> None:

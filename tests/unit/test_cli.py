@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from layerfs._human import human_size
 from layerfs.testing.suite import build_tar
 
 
@@ -60,3 +61,53 @@ def test_import_export_diff(tmp_path: Path) -> None:
     garbage = tmp_path / "bad.tar"
     garbage.write_bytes(b"garbage" * 100)
     assert cli(root, "import", str(garbage)).returncode == 2
+
+
+def test_status_prints_a_summary_and_json_on_request(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    cli(root, "prepare", "a")
+    cli(root, "commit", "base", "a")
+    cli(root, "prepare", "b", "base")
+    text = cli(root, "status").stdout.decode()
+    facts = {}
+    for line in text.splitlines():
+        label, _, value = line.partition(":")
+        facts[label] = value.strip()
+    assert facts["Root"] == str(root)
+    assert facts["Driver"] == "copy"
+    assert facts["Snapshots"] == "2"
+    assert (facts[" Committed"], facts[" Active"], facts[" Views"]) == ("1", "1", "0")
+    status = json.loads(cli(root, "--json", "status").stdout)
+    assert status["snapshots"] == {"active": 1, "committed": 1, "view": 0}
+
+
+def test_ls_prints_a_header_and_aligned_columns(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    assert cli(root, "ls").stdout.decode().split() == ["KEY", "PARENT", "KIND"]
+    cli(root, "prepare", "a")
+    cli(root, "commit", "base-layer", "a")
+    cli(root, "prepare", "web-1", "base-layer")
+    lines = cli(root, "ls").stdout.decode().splitlines()
+    assert lines[0].split() == ["KEY", "PARENT", "KIND"]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert rows["base-layer"].split() == ["base-layer", "committed"]
+    assert rows["web-1"].split() == ["web-1", "base-layer", "active"]
+    # Columns line up under their headers.
+    assert lines[0].index("KIND") == rows["web-1"].index("active")
+    assert lines[0].index("PARENT") == rows["web-1"].index("base-layer")
+    assert cli(root, "ls", "-q").stdout.decode().split() == ["base-layer", "web-1"]
+    listed = json.loads(cli(root, "--json", "ls").stdout)
+    assert {i["name"] for i in listed} == {"base-layer", "web-1"}
+
+
+def test_usage_prints_a_header_and_a_human_size(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    cli(root, "prepare", "a")
+    tree = next((root / "copy" / "snapshots").iterdir())  # the copy driver's tree of "a"
+    (tree / "blob").write_bytes(b"x" * 300_000)
+    lines = cli(root, "usage", "a").stdout.decode().splitlines()
+    assert lines[0].split() == ["KEY", "SIZE", "INODES"]
+    exact = json.loads(cli(root, "--json", "usage", "a").stdout)
+    assert exact["size"] >= 300_000
+    assert lines[1].split() == ["a", *human_size(exact["size"]).split(), str(exact["inodes"])]
+    assert lines[1].split()[2] == "KiB"

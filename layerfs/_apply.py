@@ -8,7 +8,8 @@ agree), for a layer applied on the tree of its parent:
   layers hold below ``<dir>``. Neither touches what this same layer
   writes, so their place in the tar does not matter.
 - Any other entry replaces what is at its path, except that a directory
-  over a directory only updates the directory's metadata. A directory
+  over a directory keeps its contents and takes the entry's metadata
+  (xattrs the entry lacks are removed). A directory
   the layer implies (``a/b/f`` without an ``a/b`` entry) is made with
   mode 0755 and the applying user as owner.
 - Paths resolve inside the root: a symlink in a directory part is
@@ -86,12 +87,19 @@ class _Applier:
         self.written: set[Parts] = set()
         #: Every directory above a written path.
         self.above_written: set[Parts] = set()
-        self.dirs: list[tuple[str, tarfile.TarInfo]] = []
+        #: Directory entries, whose times are set last.
+        self.dirs: dict[Parts, tarfile.TarInfo] = {}
 
     def _mark(self, parts: Parts) -> None:
         self.written.add(parts)
         for depth in range(len(parts)):
             self.above_written.add(parts[:depth])
+
+    def _remove(self, parts: Parts) -> None:
+        self.target.remove(parts)
+        n = len(parts)
+        for gone in [d for d in self.dirs if d[:n] == parts]:
+            del self.dirs[gone]
 
     def _ours(self, parts: Parts) -> bool:
         return parts in self.written or parts in self.above_written
@@ -128,7 +136,7 @@ class _Applier:
         if st is None:
             return
         if not self._ours(path):
-            self.target.remove(path)
+            self._remove(path)
         elif stat.S_ISDIR(st.st_mode):
             self.drop_lower(path)
 
@@ -143,7 +151,7 @@ class _Applier:
         for name in self.target.listdir(parts):
             child = (*parts, name)
             if not self._ours(child):
-                self.target.remove(child)
+                self._remove(child)
                 continue
             st = self.target.lstat(child)
             if st is not None and stat.S_ISDIR(st.st_mode):
@@ -173,12 +181,14 @@ class _Applier:
         st = self.target.lstat(path)
         keep = st is not None and stat.S_ISDIR(st.st_mode) and member.isdir()
         if st is not None and not keep:
-            self.target.remove(path)
+            self._remove(path)
         self._mark(path)
         if member.isdir():
             real = self.target.keep_dir(path) if keep else self.target.make_dir(path)
+            if keep:
+                _drop_other_xattrs(real, member)
             _set_metadata(real, member)
-            self.dirs.append((real, member))
+            self.dirs[path] = member
             return
         real = self.target.new_path(path)
         if member.isreg():
@@ -219,10 +229,36 @@ class _Applier:
         return (source,)
 
     def finish(self) -> None:
-        """Set directory times last: writing their children changed them."""
-        for path, member in reversed(self.dirs):
-            mtime = int(member.mtime * 1_000_000_000)
-            os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
+        """Set directory times last: writing their children changed them.
+
+        Only directories still standing: a later entry may have replaced one.
+        """
+        for path in sorted(self.dirs, key=len, reverse=True):
+            mtime = int(self.dirs[path].mtime * 1_000_000_000)
+            os.utime(self.target.real(path), ns=(mtime, mtime), follow_symlinks=False)
+
+
+#: Xattrs the system sets, not the image: never removed from a directory.
+_SYSTEM_XATTRS = ("security.selinux",)
+
+
+def _drop_other_xattrs(path: str, member: tarfile.TarInfo) -> None:
+    """Remove a kept directory's xattrs that the new entry does not carry."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return
+        raise
+    for name in names:
+        if name.startswith(OVERLAY_XATTRS) or name in _SYSTEM_XATTRS:
+            continue
+        if "SCHILY.xattr." + name not in member.pax_headers:
+            try:
+                os.removexattr(path, name, follow_symlinks=False)
+            except OSError as exc:
+                if exc.errno not in (errno.ENODATA, errno.EPERM):
+                    raise
 
 
 def _set_xattrs(path: str, member: tarfile.TarInfo) -> None:

@@ -234,7 +234,10 @@ class DiffTarget(Target):
 
     def hide_lower(self, parts: Parts) -> None:
         path = self.keep_dir(parts)
-        if self._lower_dir(parts) is None:
+        if not parts or self._lower_dir(parts) is None:
+            # Kernel overlayfs ignores the opaque mark on the upper root
+            # (and ``_lower`` does too): there the caller whites out the
+            # lower entries one by one instead.
             return
         os.setxattr(path, self.opaque_xattr, b"y", follow_symlinks=False)
         for entry in os.scandir(path):
@@ -253,10 +256,40 @@ class DiffTarget(Target):
             return upper
         lower = self._merged(parts)
         assert lower is not None
-        # The link target lives in a lower layer: copy it up first, as overlay would.
+        # The link target lives in a lower layer: copy it up first, as
+        # overlay would. Its other visible names are copied up as links to
+        # the copy, or the new name would join only part of the link group.
+        lst = os.lstat(lower)
+        others = self._other_names(lower, lst) if lst.st_nlink > 1 else []
         self.keep_dir(parts[:-1])
-        copy_node(lower, upper, os.lstat(lower))
+        self._clear_upper(parts)
+        copy_node(lower, upper, lst)
+        for other in others:
+            self.keep_dir(other[:-1])
+            self._clear_upper(other)
+            os.link(upper, self.real(other), follow_symlinks=False)
         return upper
+
+    def _other_names(self, path: str, st: os.stat_result) -> list[Parts]:
+        """The other names the merged view shows for the lower file ``path``'s inode.
+
+        Walks the one lower layer that holds ``path``: costly, but only
+        needed when a layer links to a file that has several names below.
+        """
+        layer = next(str(p) for p in self.lowers if path.startswith(str(p) + os.sep))
+        found = []
+        for top, dirs, files in os.walk(layer):
+            for name in files + dirs:
+                other = os.path.join(top, name)
+                if other == path:
+                    continue
+                ost = os.lstat(other)
+                if (ost.st_dev, ost.st_ino) != (st.st_dev, st.st_ino):
+                    continue
+                rel = tuple(os.path.relpath(other, layer).split(os.sep))
+                if self._merged(rel) == other:
+                    found.append(rel)
+        return found
 
 
 def _copy_dir_metadata(src: str, dst: str, st: os.stat_result) -> None:

@@ -549,7 +549,8 @@ class SnapshotSuite:
         assert store.check() == []
 
     def test_apply_name_too_long(self, store: layerfs.Store) -> None:
-        for name in ["n" * 256, "d/" * 2100 + "f"]:
+        # Over NAME_MAX; over PATH_MAX; under PATH_MAX alone but not below the store root.
+        for name in ["n" * 256, "d/" * 2100 + "f", ("x" * 200 + "/") * 20 + "f"]:
             with pytest.raises(errors.InvalidArgument, match="too long"):
                 store.apply(io.BytesIO(build_tar([(name, b"x")])))
         assert list(store.walk()) == []

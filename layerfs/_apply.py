@@ -95,11 +95,12 @@ class _Applier:
         for depth in range(len(parts)):
             self.above_written.add(parts[:depth])
 
-    def _remove(self, parts: Parts) -> None:
+    def _remove(self, parts: Parts, st: os.stat_result) -> None:
         self.target.remove(parts)
-        n = len(parts)
-        for gone in [d for d in self.dirs if d[:n] == parts]:
-            del self.dirs[gone]
+        if stat.S_ISDIR(st.st_mode):
+            n = len(parts)
+            for gone in [d for d in self.dirs if d[:n] == parts]:
+                del self.dirs[gone]
 
     def _ours(self, parts: Parts) -> bool:
         return parts in self.written or parts in self.above_written
@@ -136,7 +137,7 @@ class _Applier:
         if st is None:
             return
         if not self._ours(path):
-            self._remove(path)
+            self._remove(path, st)
         elif stat.S_ISDIR(st.st_mode):
             self.drop_lower(path)
 
@@ -150,11 +151,12 @@ class _Applier:
         self.target.hide_lower(parts)
         for name in self.target.listdir(parts):
             child = (*parts, name)
-            if not self._ours(child):
-                self._remove(child)
-                continue
             st = self.target.lstat(child)
-            if st is not None and stat.S_ISDIR(st.st_mode):
+            if st is None:
+                continue
+            if not self._ours(child):
+                self._remove(child, st)
+            elif stat.S_ISDIR(st.st_mode):
                 self.drop_lower(child)
 
     # -- entries -----------------------------------------------------------
@@ -181,7 +183,7 @@ class _Applier:
         st = self.target.lstat(path)
         keep = st is not None and stat.S_ISDIR(st.st_mode) and member.isdir()
         if st is not None and not keep:
-            self._remove(path)
+            self._remove(path, st)
         self._mark(path)
         if member.isdir():
             real = self.target.keep_dir(path) if keep else self.target.make_dir(path)
@@ -362,7 +364,7 @@ def oserror_to_layerfs(exc: OSError, entry: str | None) -> errors.LayerfsError:
             f"{where}: no space left on the store's filesystem; free space or apply "
             "the layer on a bigger one (nothing was kept)"
         )
-    if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.EEXIST):
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOENT):
         return errors.InvalidArgument(f"{where}: {exc.strerror}; the layer tar is inconsistent")
     return errors.from_oserror(exc, where)
 

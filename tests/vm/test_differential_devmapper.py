@@ -15,7 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import layerfs
-from layerfs.testing.differential import Differential, clear, layer_stacks, with_regressions
+from layerfs.testing.differential import (
+    TABLE_ROWS,
+    Differential,
+    clear,
+    layer_stacks,
+    with_stacks,
+)
 from layerfs.testing.suite import _unmount_everything
 
 EXAMPLES = int(os.environ.get("LAYERFS_DIFF_EXAMPLES_VM", "5"))
@@ -44,7 +50,7 @@ def stores(tmp_path: Path) -> Iterator[dict[str, layerfs.Store]]:
     database=None,  # the checkout is read-only inside the VM
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-@with_regressions
+@with_stacks(TABLE_ROWS)  # every regression runs in the privileged tier; dm is slow
 @given(stack=layer_stacks())
 def test_devmapper_matches_the_model(stores: dict[str, layerfs.Store], stack: list) -> None:
     Differential(stores, privileged=True).check(stack)

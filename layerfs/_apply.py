@@ -178,8 +178,12 @@ class _Applier:
         assert parent is not None
         path = (*parent, base)
         if source is not None and source[0] == path:
+            # A hard link to itself keeps the entry as this layer's: an
+            # overlay-format target must copy it up, or a later opaque
+            # marker in this layer would hide it.
+            self.target.link_source(path)
             self._mark(path)
-            return  # a hard link to itself: nothing to do
+            return
         st = self.target.lstat(path)
         keep = st is not None and stat.S_ISDIR(st.st_mode) and member.isdir()
         if st is not None and not keep:

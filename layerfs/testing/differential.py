@@ -140,6 +140,11 @@ REGRESSIONS: list[list[Layer]] = [
     # An opaque root keeps a name this layer linked to itself: overlay ignores
     # an opaque mark on the upper root, fuse did not (overlay format).
     [[_f("d", b"2"), _f("b/x")], [_l("d", "d"), _m(OPAQUE)]],
+    # A lower file linked to itself is this layer's: an opaque marker keeps it (overlay, fuse).
+    [
+        [_d("d"), _f("d/f"), Entry("d/s", "symlink", target="f")],
+        [_l("d/f", "d/f"), _l("d/s", "d/s"), _m(OPAQUE_IN_D)],
+    ],
     # A directory over a directory drops xattrs the new entry lacks (copy export).
     [
         [Entry("d/d", "dir", mode=0o755, xattrs=(("user.k", b"w"),))],

@@ -19,7 +19,7 @@ import layerfs
 from layerfs.testing.differential import Differential, clear, layer_stacks, with_regressions
 from layerfs.testing.suite import _unmount_everything
 
-EXAMPLES = int(os.environ.get("LAYERFS_DIFF_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("LAYERFS_DIFF_EXAMPLES", "100"))
 DRIVERS = {
     "copy": ("copy", {}),
     "overlay": ("overlay", {}),

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 import layerfs
 from layerfs.testing.differential import Differential, clear, layer_stacks, with_regressions
 
-EXAMPLES = int(os.environ.get("LAYERFS_DIFF_EXAMPLES", "100"))
+EXAMPLES = int(os.environ.get("LAYERFS_DIFF_EXAMPLES", "200"))
 
 
 @pytest.fixture(scope="module")

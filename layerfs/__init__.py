@@ -6,7 +6,9 @@ Layering of the package, bottom up (a module imports only from below):
 - ``_sys``: raw syscalls; ``_run``: external commands; ``_mounting``: Mount values;
 - ``driver``: the storage-driver interface; ``_registry``: finding drivers;
 - ``_metadata``, ``_records``: the SQLite database and snapshot records;
-- ``_streams``, ``_apply``, ``_diff``, ``_export``, ``_lower``, ``_fstree``: layer tars and trees;
+- ``_streams``, ``_tarread``, ``_scoped``, ``_targets``, ``_apply``, ``_diff``, ``_export``,
+  ``_lower``, ``_fstree``: layer tars and trees (``_apply`` holds the one set of
+  OCI layer rules, ``_targets`` the full-tree and overlay-diff-dir writers);
 - ``_store``: ``Store``, the snapshot API tying it all together;
 - ``snapshotter``: ``layerfs serve``, containerd's snapshots service over a ``Store``;
 - ``cli``: the ``layerfs`` command.

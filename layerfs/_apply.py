@@ -1,48 +1,61 @@
-"""Unpack an OCI layer tar into a snapshot, safely.
+"""Unpack an OCI layer tar into a snapshot: the one implementation of layer semantics.
 
-Two targets, chosen by the driver:
+The rules (OCI image-spec, "Applying changesets"; containerd and Docker
+agree), for a layer applied on the tree of its parent:
 
-- ``TreeTarget``: the snapshot's whole tree (``copy``, or a mounted
-  ``devmapper`` device). A whiteout ``.wh.name`` deletes ``name``; an
-  opaque marker ``.wh..wh..opq`` deletes the directory's existing entries
-  except those this same tar wrote.
-- ``DiffTarget``: the snapshot's upper directory in overlay format, with
-  the parents' upper directories underneath (``overlay``, ``fuse``). A
-  whiteout becomes a 0/0 character device, an opaque marker becomes the
-  ``overlay.opaque`` xattr. Nothing needs to be mounted.
+- A whiteout ``.wh.<name>`` deletes ``<name>`` *from the lower layers*;
+  an opaque marker ``<dir>/.wh..wh..opq`` deletes everything the lower
+  layers hold below ``<dir>``. Neither touches what this same layer
+  writes, so their place in the tar does not matter.
+- Any other entry replaces what is at its path, except that a directory
+  over a directory keeps its contents and takes the entry's metadata
+  (xattrs the entry lacks are removed). A directory
+  the layer implies (``a/b/f`` without an ``a/b`` entry) is made with
+  mode 0755 and the applying user as owner.
+- Paths resolve inside the root: a symlink in a directory part is
+  followed, an absolute target starts at the root, and ``..`` stops
+  there (``_scoped``). The last component is never followed.
+- A hard link names an entry of this layer or of the lower layers, as
+  the tree stands when the link is read.
 
-Safety rules, for every entry: the path is relative, has no ``..``, and
-never goes through a symlink (in the target or in a lower layer); hard
-link targets obey the same rules; xattrs in the overlay namespace are
+Safety, for every entry: the name is relative and has no ``..``; names
+and paths fit NAME_MAX and PATH_MAX; xattrs in the overlay namespace are
 dropped (a tar must not forge whiteouts or redirects). A violation raises
-``InvalidArgument``; the caller throws the half-written snapshot away.
+``InvalidArgument`` naming the entry; a full filesystem raises
+``NoSpace``; the caller throws the half-written snapshot away.
+
+Where the entries land is the target's business (``_targets``): the full
+tree, or an overlay-format diff directory.
 """
 
 from __future__ import annotations
 
 import errno
+import lzma
 import os
 import stat
 import tarfile
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, BinaryIO
+import zlib
+from typing import BinaryIO
 
 from . import errors
-from ._fstree import copy_node, remove_tree
-from ._lower import is_opaque, lookup
+from ._scoped import Parts, walk
+from ._targets import OVERLAY_XATTRS, DiffTarget, Target, TreeTarget
+from ._tarread import iter_members
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
+NAME_MAX = 255
+PATH_MAX = 4096
 _PRIVILEGED = os.geteuid() == 0
-_FORBIDDEN_XATTRS = ("trusted.overlay.", "user.overlay.")
 
 
 def split_name(name: str) -> list[str]:
     """Split a tar member name into safe path components.
 
     Raises:
-        errors.InvalidArgument: absolute path or a ``..`` component.
+        errors.InvalidArgument: absolute path, a ``..`` component, or a
+            name or path too long for Linux.
     """
     if name.startswith("/"):
         raise errors.InvalidArgument(f"layer tar entry {name!r} is an absolute path; refused")
@@ -51,184 +64,207 @@ def split_name(name: str) -> list[str]:
         raise errors.InvalidArgument(
             f"layer tar entry {name!r} escapes the root with '..'; refused"
         )
+    raw = os.fsencode(name)
+    if len(raw) >= PATH_MAX or any(len(os.fsencode(p)) > NAME_MAX for p in parts):
+        raise errors.InvalidArgument(_too_long(name))
     return parts
 
 
-class _Target:
-    """What both targets share: the root and the entries written so far."""
+def _too_long(name: str) -> str:
+    short = name if len(name) <= 80 else name[:60] + "..." + name[-16:]
+    return (
+        f"layer tar entry {short!r}: name or path too long (at most {NAME_MAX} bytes "
+        f"per name and {PATH_MAX - 1} per path); shorten it in the image"
+    )
 
-    def __init__(self, root: Path) -> None:
-        self.root = str(root)
-        self.written: set[tuple[str, ...]] = set()
-        self.dir_times: dict[str, tuple[int, int]] = {}
 
-    def path(self, parts: Sequence[str]) -> str:
-        return os.path.join(self.root, *parts)
+class _Applier:
+    """One layer's application: the entries written so far and the rules above."""
 
-    def prepare_parent(self, parts: Sequence[str], name: str) -> None:
-        raise NotImplementedError
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        #: Paths this layer wrote (entries and the directories they imply).
+        self.written: set[Parts] = set()
+        #: Every directory above a written path.
+        self.above_written: set[Parts] = set()
+        #: Directory entries, whose times are set last.
+        self.dirs: dict[Parts, tarfile.TarInfo] = {}
 
-    def whiteout(self, parts: Sequence[str], name: str) -> None:
-        raise NotImplementedError
+    def _mark(self, parts: Parts) -> None:
+        self.written.add(parts)
+        for depth in range(len(parts)):
+            self.above_written.add(parts[:depth])
 
-    def opaque(self, parts: Sequence[str], name: str) -> None:
-        raise NotImplementedError
-
-    def link_source(self, parts: Sequence[str], name: str) -> str:
-        raise NotImplementedError
-
-    def clear(self, path: str, new_is_dir: bool) -> bool:
-        """Make room at ``path``; True when an existing directory is kept."""
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            return False
+    def _remove(self, parts: Parts, st: os.stat_result) -> None:
+        self.target.remove(parts)
         if stat.S_ISDIR(st.st_mode):
-            if new_is_dir:
-                return True
-            remove_tree(Path(path))
-        else:
-            os.unlink(path)
-        return False
+            n = len(parts)
+            for gone in [d for d in self.dirs if d[:n] == parts]:
+                del self.dirs[gone]
 
+    def _ours(self, parts: Parts) -> bool:
+        return parts in self.written or parts in self.above_written
 
-class TreeTarget(_Target):
-    """Apply into a snapshot's full tree."""
+    def resolve(self, parts: list[str], entry: str, create: bool) -> Parts | None:
+        """Resolve the directory ``parts`` inside the root (making it if ``create``)."""
+        fast = self.target.resolve_dir(parts)
+        if fast is not None:
+            return fast
 
-    def _check_dirs(
-        self, parts: Sequence[str], name: str, create: bool, missing_ok: bool = False
-    ) -> bool:
-        """Check (and maybe create) the directories ``parts``; False when one is missing."""
-        cur = self.root
-        for part in parts:
-            cur = os.path.join(cur, part)
-            try:
-                st = os.lstat(cur)
-            except FileNotFoundError:
-                if missing_ok:
-                    return False
-                if not create:
-                    raise errors.InvalidArgument(
-                        f"layer tar entry {name!r}: {cur[len(self.root) :]!r} does not exist"
-                    ) from None
-                os.mkdir(cur, 0o755)
-                continue
-            if stat.S_ISLNK(st.st_mode):
-                raise errors.InvalidArgument(
-                    f"layer tar entry {name!r} goes through the symlink "
-                    f"{cur[len(self.root) :]!r}; refused"
-                )
-            if not stat.S_ISDIR(st.st_mode):
-                raise errors.InvalidArgument(
-                    f"layer tar entry {name!r}: {cur[len(self.root) :]!r} is not a directory"
-                )
-        return True
+        def make(cur: Parts) -> None:
+            self.target.make_dir(cur)
+            self._mark(cur)
 
-    def prepare_parent(self, parts: Sequence[str], name: str) -> None:
-        self._check_dirs(parts[:-1], name, create=True)
+        return walk(
+            parts,
+            self.target.lstat,
+            self.target.readlink,
+            entry=entry,
+            create=make if create else None,
+        )
 
-    def whiteout(self, parts: Sequence[str], name: str) -> None:
-        if not self._check_dirs(parts[:-1], name, create=False, missing_ok=True):
+    # -- deletions ---------------------------------------------------------
+
+    def whiteout(self, parts: list[str], entry: str) -> None:
+        real = parts[-1][len(WHITEOUT_PREFIX) :]
+        if real in ("", ".", ".."):
+            raise errors.InvalidArgument(f"layer tar whiteout {entry!r} is malformed")
+        parent = self.resolve(parts[:-1], entry, create=False)
+        if parent is None:
             return
-        path = self.path(parts)
-        if os.path.lexists(path):
-            if os.path.isdir(path) and not os.path.islink(path):
-                remove_tree(Path(path))
-            else:
-                os.unlink(path)
+        path = (*parent, real)
+        st = self.target.lstat(path)
+        if st is None:
+            return
+        if not self._ours(path):
+            self._remove(path, st)
+        elif stat.S_ISDIR(st.st_mode):
+            self.drop_lower(path)
 
-    def opaque(self, parts: Sequence[str], name: str) -> None:
-        self._check_dirs(parts, name, create=True)
-        base = tuple(parts)
-        for entry in os.listdir(self.path(parts)):
-            if base + (entry,) in self.written:
+    def opaque(self, parts: list[str], entry: str) -> None:
+        where = self.resolve(parts[:-1], entry, create=True)
+        assert where is not None
+        self.drop_lower(where)
+
+    def drop_lower(self, parts: Parts) -> None:
+        """Delete what lower layers hold below the directory ``parts``; keep this layer's."""
+        self.target.hide_lower(parts)
+        for name in self.target.listdir(parts):
+            child = (*parts, name)
+            st = self.target.lstat(child)
+            if st is None:
                 continue
-            path = self.path([*parts, entry])
-            if os.path.isdir(path) and not os.path.islink(path):
-                remove_tree(Path(path))
-            else:
-                os.unlink(path)
+            if not self._ours(child):
+                self._remove(child, st)
+            elif stat.S_ISDIR(st.st_mode):
+                self.drop_lower(child)
 
-    def link_source(self, parts: Sequence[str], name: str) -> str:
-        self._check_dirs(parts[:-1], name, create=False)
-        return self.path(parts)
+    # -- entries -----------------------------------------------------------
+
+    def entry(self, member: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+        parts = split_name(member.name)
+        if not parts:
+            return  # the root itself: its metadata belongs to the parent layer
+        base = parts[-1]
+        if base.startswith(WHITEOUT_PREFIX):
+            if base == OPAQUE_MARKER:
+                self.opaque(parts, member.name)
+            elif not base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
+                self.whiteout(parts, member.name)
+            # other aufs metadata (.wh..wh.plnk and the like): nothing to apply
+            return
+        source = self._link_source(member) if member.islnk() else None
+        parent = self.resolve(parts[:-1], member.name, create=True)
+        assert parent is not None
+        path = (*parent, base)
+        if source is not None and source[0] == path:
+            # A hard link to itself keeps the entry as this layer's: an
+            # overlay-format target must copy it up, or a later opaque
+            # marker in this layer would hide it.
+            self.target.link_source(path)
+            self._mark(path)
+            return
+        st = self.target.lstat(path)
+        keep = st is not None and stat.S_ISDIR(st.st_mode) and member.isdir()
+        if st is not None and not keep:
+            self._remove(path, st)
+        self._mark(path)
+        if member.isdir():
+            real = self.target.keep_dir(path) if keep else self.target.make_dir(path)
+            if keep:
+                _drop_other_xattrs(real, member)
+            _set_metadata(real, member)
+            self.dirs[path] = member
+            return
+        real = self.target.new_path(path)
+        if member.isreg():
+            _write_file(real, member, tar)
+            _set_metadata(real, member)
+        elif member.issym():
+            os.symlink(member.linkname, real)
+            _set_metadata(real, member)
+        elif source is not None:
+            os.link(self.target.link_source(source[0]), real, follow_symlinks=False)
+        elif member.ischr() or member.isblk() or member.isfifo():
+            if not member.isfifo() and not _PRIVILEGED:
+                raise errors.Unsupported(
+                    f"layer tar entry {member.name!r} is a device node; creating it needs root"
+                )
+            kind = (
+                stat.S_IFCHR if member.ischr() else stat.S_IFBLK if member.isblk() else stat.S_IFIFO
+            )
+            os.mknod(real, kind | 0o600, os.makedev(member.devmajor, member.devminor))
+            _set_metadata(real, member)
+        else:
+            raise errors.InvalidArgument(f"layer tar entry {member.name!r} has an unknown type")
+
+    def _link_source(self, member: tarfile.TarInfo) -> tuple[Parts]:
+        where = split_name(member.linkname)
+        if not where:
+            raise errors.InvalidArgument(
+                f"layer tar hard link {member.name!r} points at the root; refused"
+            )
+        parent = self.resolve(where[:-1], member.name, create=False)
+        source = None if parent is None else (*parent, where[-1])
+        st = None if source is None else self.target.lstat(source)
+        if source is None or st is None or stat.S_ISDIR(st.st_mode):
+            raise errors.InvalidArgument(
+                f"layer tar hard link {member.name!r} -> {member.linkname!r}: no such file "
+                "in this layer or below"
+            )
+        return (source,)
+
+    def finish(self) -> None:
+        """Set directory times last: writing their children changed them.
+
+        Only directories still standing: a later entry may have replaced one.
+        """
+        for path in sorted(self.dirs, key=len, reverse=True):
+            mtime = int(self.dirs[path].mtime * 1_000_000_000)
+            os.utime(self.target.real(path), ns=(mtime, mtime), follow_symlinks=False)
 
 
-class DiffTarget(_Target):
-    """Apply into an overlay upper directory, with the parents' upper dirs as lowers."""
+#: Xattrs the system sets, not the image: never removed from a directory.
+_SYSTEM_XATTRS = ("security.selinux",)
 
-    def __init__(self, root: Path, lowers: Sequence[Path], opaque_xattr: str) -> None:
-        super().__init__(root)
-        self.lowers = list(lowers)
-        self.opaque_xattr = opaque_xattr
 
-    def _ensure_dirs(self, parts: Sequence[str], name: str) -> None:
-        """Make every directory in ``parts`` exist in the upper, copied up from below."""
-        for depth in range(1, len(parts) + 1):
-            prefix = parts[:depth]
-            upper = self.path(prefix)
+def _drop_other_xattrs(path: str, member: tarfile.TarInfo) -> None:
+    """Remove a kept directory's xattrs that the new entry does not carry."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return
+        raise
+    for name in names:
+        if name.startswith(OVERLAY_XATTRS) or name in _SYSTEM_XATTRS:
+            continue
+        if "SCHILY.xattr." + name not in member.pax_headers:
             try:
-                st = os.lstat(upper)
-            except FileNotFoundError:
-                lower = lookup(self.lowers, prefix, self.opaque_xattr)
-                if lower is None:
-                    os.mkdir(upper, 0o755)
-                    continue
-                lst = os.lstat(lower)
-                if stat.S_ISLNK(lst.st_mode):
-                    raise errors.InvalidArgument(
-                        f"layer tar entry {name!r} goes through the symlink "
-                        f"{'/'.join(prefix)!r} of a lower layer; refused"
-                    ) from None
-                if not stat.S_ISDIR(lst.st_mode):
-                    raise errors.InvalidArgument(
-                        f"layer tar entry {name!r}: {'/'.join(prefix)!r} is not a directory"
-                    ) from None
-                os.mkdir(upper, 0o700)
-                _copy_dir_metadata(lower, upper, lst)
-                continue
-            if stat.S_ISLNK(st.st_mode):
-                raise errors.InvalidArgument(
-                    f"layer tar entry {name!r} goes through the symlink {'/'.join(prefix)!r}; refused"
-                )
-            if not stat.S_ISDIR(st.st_mode):
-                raise errors.InvalidArgument(
-                    f"layer tar entry {name!r}: {'/'.join(prefix)!r} is not a directory"
-                )
-
-    def prepare_parent(self, parts: Sequence[str], name: str) -> None:
-        self._ensure_dirs(parts[:-1], name)
-
-    def whiteout(self, parts: Sequence[str], name: str) -> None:
-        self._ensure_dirs(parts[:-1], name)
-        path = self.path(parts)
-        self.clear(path, new_is_dir=False)
-        if lookup(self.lowers, parts, self.opaque_xattr) is not None:
-            os.mknod(path, stat.S_IFCHR | 0o600, 0)
-
-    def opaque(self, parts: Sequence[str], name: str) -> None:
-        self._ensure_dirs(parts, name)
-        os.setxattr(self.path(parts), self.opaque_xattr, b"y", follow_symlinks=False)
-
-    def link_source(self, parts: Sequence[str], name: str) -> str:
-        upper = self.path(parts)
-        if os.path.lexists(upper):
-            self._ensure_dirs(parts[:-1], name)
-            return upper
-        lower = lookup(self.lowers, parts, self.opaque_xattr)
-        if lower is None:
-            raise errors.InvalidArgument(f"layer tar hard link {name!r}: target does not exist")
-        # The link target lives in a lower layer: copy it up first, as overlay would.
-        self._ensure_dirs(parts[:-1], name)
-        copy_node(lower, upper, os.lstat(lower))
-        return upper
-
-
-def _copy_dir_metadata(src: str, dst: str, st: os.stat_result) -> None:
-    if _PRIVILEGED:
-        os.lchown(dst, st.st_uid, st.st_gid)
-    os.chmod(dst, stat.S_IMODE(st.st_mode))
-    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+                os.removexattr(path, name, follow_symlinks=False)
+            except OSError as exc:
+                if exc.errno not in (errno.ENODATA, errno.EPERM):
+                    raise
 
 
 def _set_xattrs(path: str, member: tarfile.TarInfo) -> None:
@@ -236,7 +272,7 @@ def _set_xattrs(path: str, member: tarfile.TarInfo) -> None:
         if not key.startswith("SCHILY.xattr."):
             continue
         xname = key[len("SCHILY.xattr.") :]
-        if xname.startswith(_FORBIDDEN_XATTRS):
+        if xname.startswith(OVERLAY_XATTRS):
             continue
         raw = value.encode("utf-8", "surrogateescape")
         try:
@@ -250,6 +286,7 @@ def _set_xattrs(path: str, member: tarfile.TarInfo) -> None:
 
 
 def _set_metadata(path: str, member: tarfile.TarInfo) -> None:
+    # Owner first: chown clears setuid bits, so the mode comes after it.
     if _PRIVILEGED:
         os.lchown(path, member.uid, member.gid)
     _set_xattrs(path, member)
@@ -269,125 +306,79 @@ def _write_file(path: str, member: tarfile.TarInfo, tar: tarfile.TarFile) -> Non
             chunk = src.read(min(remaining, 1 << 20))
             if not chunk:
                 raise errors.InvalidArgument(f"layer tar is truncated inside {member.name!r}")
-            os.write(fd, chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
             remaining -= len(chunk)
     finally:
         os.close(fd)
 
 
-class _EndRecording(tarfile.TarInfo):
-    saw_end: bool = False
+_STREAM_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError)
 
 
-def _end_recording_tarinfo() -> type[_EndRecording]:
-    """A TarInfo class that notes when it sees the zero block ending an archive."""
-
-    class EndRecordingTarInfo(_EndRecording):
-        @classmethod
-        def note(cls, buf: bytes) -> None:
-            if len(buf) == tarfile.BLOCKSIZE and buf.count(0) == tarfile.BLOCKSIZE:
-                EndRecordingTarInfo.saw_end = True
-
-        @classmethod
-        def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:  # type: ignore[override]
-            cls.note(buf)
-            return super().frombuf(buf, encoding, errors)
-
-        # CPython's tarfile security release of June 2025 (3.13.4, 3.12.11,
-        # 3.11.13, and Debian's backports) reads headers through _frombuf,
-        # no longer through frombuf.
-        @classmethod
-        def _frombuf(cls, buf: bytes, encoding: str, errors: str, **kw: Any) -> tarfile.TarInfo:
-            cls.note(buf)
-            return super()._frombuf(buf, encoding, errors, **kw)  # type: ignore[misc]
-
-    return EndRecordingTarInfo
-
-
-def apply_tar(stream: BinaryIO, target: _Target) -> int:
+def apply_tar(stream: BinaryIO, target: Target) -> int:
     """Unpack the uncompressed tar ``stream`` into ``target``.
 
     Returns:
         The number of entries applied.
 
     Raises:
-        errors.InvalidArgument: not a tar, truncated, or an unsafe entry.
+        errors.InvalidArgument: not a tar, truncated, an unsafe entry, or
+            a name too long.
+        errors.NoSpace: the filesystem is full.
         errors.Unsupported: a device node when not privileged.
+        errors.LayerfsError: any other failure to write, naming the entry.
     """
+    applier = _Applier(target)
     count = 0
-    dirs: list[tuple[str, tarfile.TarInfo]] = []
-    info_class = _end_recording_tarinfo()
+    name = None
     try:
-        with tarfile.open(fileobj=stream, mode="r|", errorlevel=2, tarinfo=info_class) as tar:
-            for member in tar:
-                count += 1
-                _apply_member(member, tar, target, dirs)
-    except (tarfile.TarError, EOFError) as exc:
+        for member, tar in iter_members(stream):
+            name = member.name
+            count += 1
+            applier.entry(member, tar)
+        name = None
+        applier.finish()
+    except _STREAM_ERRORS as exc:
         raise errors.InvalidArgument(f"layer is not a valid tar or is truncated: {exc}") from exc
-    if not info_class.saw_end:
-        # tarfile treats a stream that stops at a header boundary as a
-        # normal end; a real archive ends with a zero block.
-        raise errors.InvalidArgument("layer tar is truncated: no end-of-archive marker")
-    # Directory times last: writing children changed them.
-    for path, member in reversed(dirs):
-        mtime = int(member.mtime * 1_000_000_000)
-        os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
+    except OSError as exc:
+        raise oserror_to_layerfs(exc, name) from exc
+    except errors.LayerfsError:
+        raise
+    except Exception as exc:
+        # The decompressor's own errors (zstandard.ZstdError) have no common base.
+        if type(exc).__module__.startswith("zstandard"):
+            raise errors.InvalidArgument(
+                f"layer zstd stream is corrupt or truncated: {exc}"
+            ) from exc
+        raise
+    finally:
+        target.close()
     return count
 
 
-def _apply_member(
-    member: tarfile.TarInfo,
-    tar: tarfile.TarFile,
-    target: _Target,
-    dirs: list[tuple[str, tarfile.TarInfo]],
-) -> None:
-    parts = split_name(member.name)
-    if not parts:
-        return  # the root itself: its metadata belongs to the parent layer
-    base = parts[-1]
-    if base.startswith(WHITEOUT_PREFIX):
-        if base == OPAQUE_MARKER:
-            target.opaque(parts[:-1], member.name)
-        elif base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
-            pass  # other aufs metadata (.wh..wh.plnk and the like): nothing to apply
-        else:
-            real = base[len(WHITEOUT_PREFIX) :]
-            if real in ("", ".", ".."):
-                raise errors.InvalidArgument(f"layer tar whiteout {member.name!r} is malformed")
-            target.whiteout([*parts[:-1], real], member.name)
-        return
-    target.prepare_parent(parts, member.name)
-    path = target.path(parts)
-    kept_dir = target.clear(path, new_is_dir=member.isdir())
-    target.written.add(tuple(parts))
-    if member.isdir():
-        if not kept_dir:
-            os.mkdir(path, 0o700)
-        _set_metadata(path, member)
-        dirs.append((path, member))
-    elif member.isreg():
-        _write_file(path, member, tar)
-        _set_metadata(path, member)
-    elif member.issym():
-        os.symlink(member.linkname, path)
-        _set_metadata(path, member)
-    elif member.islnk():
-        source = target.link_source(split_name(member.linkname), member.name)
-        if not os.path.lexists(source) or os.path.isdir(source) and not os.path.islink(source):
-            raise errors.InvalidArgument(
-                f"layer tar hard link {member.name!r} -> {member.linkname!r}: no such file"
-            )
-        os.link(source, path, follow_symlinks=False)
-    elif member.ischr() or member.isblk() or member.isfifo():
-        if not member.isfifo() and not _PRIVILEGED:
-            raise errors.Unsupported(
-                f"layer tar entry {member.name!r} is a device node; creating it needs root"
-            )
-        kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK if member.isblk() else stat.S_IFIFO
-        os.mknod(path, kind | 0o600, os.makedev(member.devmajor, member.devminor))
-        _set_metadata(path, member)
-    else:
-        raise errors.InvalidArgument(f"layer tar entry {member.name!r} has an unknown type")
+def oserror_to_layerfs(exc: OSError, entry: str | None) -> errors.LayerfsError:
+    """The layerfs error for an ``OSError`` raised while applying ``entry`` (None: no entry)."""
+    where = f"layer tar entry {entry!r}" if entry is not None else "applying the layer"
+    if exc.errno == errno.ENAMETOOLONG:
+        return errors.InvalidArgument(_too_long(entry) if entry else f"{where}: {exc}")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return errors.NoSpace(
+            f"{where}: no space left on the store's filesystem; free space or apply "
+            "the layer on a bigger one (nothing was kept)"
+        )
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOENT):
+        return errors.InvalidArgument(f"{where}: {exc.strerror}; the layer tar is inconsistent")
+    return errors.from_oserror(exc, where)
 
 
-__all__ = ["TreeTarget", "DiffTarget", "apply_tar", "split_name", "is_opaque"]
+__all__ = [
+    "DiffTarget",
+    "TreeTarget",
+    "apply_tar",
+    "split_name",
+    "oserror_to_layerfs",
+    "OPAQUE_MARKER",
+    "WHITEOUT_PREFIX",
+]

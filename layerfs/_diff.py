@@ -81,7 +81,22 @@ def same_entry(a_path: str, a: os.stat_result, b_path: str, b: os.stat_result) -
         # file must be exported again so the new name can link to it.
         if (a.st_size, a.st_mtime_ns, a.st_nlink) != (b.st_size, b.st_mtime_ns, b.st_nlink):
             return False
+        # Whole-second times are what layer tars carry: two versions of a
+        # file from two layers often share size and mtime, so only the
+        # bytes can tell them apart (containerd compares them in this case too).
+        if a.st_mtime_ns % 1_000_000_000 == 0 and not _same_bytes(a_path, b_path):
+            return False
     return _xattrs(a_path) == _xattrs(b_path)
+
+
+def _same_bytes(a_path: str, b_path: str) -> bool:
+    with open(a_path, "rb") as a, open(b_path, "rb") as b:
+        while True:
+            x = a.read(1 << 20)
+            if x != b.read(1 << 20):
+                return False
+            if not x:
+                return True
 
 
 def _scandir(path: str) -> dict[str, os.DirEntry[str]]:
@@ -100,9 +115,26 @@ def _all_below(root: str, rel: str) -> Iterator[DiffEntry]:
 
 
 def compare_trees(old_root: Path | None, new_root: Path) -> Iterator[DiffEntry]:
-    """Yield the changes that turn the tree ``old_root`` (None: empty) into ``new_root``."""
+    """Yield the changes that turn the tree ``old_root`` (None: empty) into ``new_root``.
+
+    A file that changed and has other names in the new tree brings those
+    names along, even if they did not change themselves: a layer tar can
+    only put names into one link group by linking them to a file it holds.
+    """
     old = str(old_root) if old_root is not None else None
     new = str(new_root)
+    #: (dev, ino) -> the new tree's names, for files with several names.
+    names: dict[tuple[int, int], list[str]] = {}
+
+    def note(sub: str, st: os.stat_result) -> None:
+        if st.st_nlink > 1 and stat.S_ISREG(st.st_mode):
+            names.setdefault((st.st_dev, st.st_ino), []).append(sub)
+
+    def below(rel: str) -> Iterator[DiffEntry]:
+        for entry in _all_below(new, rel):
+            assert entry.source is not None
+            note(entry.path, os.lstat(entry.source))
+            yield entry
 
     def walk(rel: str) -> Iterator[DiffEntry]:
         old_entries = _scandir(os.path.join(old, rel)) if old is not None else {}
@@ -117,11 +149,12 @@ def compare_trees(old_root: Path | None, new_root: Path) -> Iterator[DiffEntry]:
                 yield DiffEntry(ChangeKind.DELETE, sub, None)
                 continue
             n_st = n.stat(follow_symlinks=False)
+            note(sub, n_st)
             n_dir = stat.S_ISDIR(n_st.st_mode)
             if o is None:
                 yield DiffEntry(ChangeKind.ADD, sub, n.path)
                 if n_dir:
-                    yield from _all_below(new, sub)
+                    yield from below(sub)
                 continue
             o_st = o.stat(follow_symlinks=False)
             o_dir = stat.S_ISDIR(o_st.st_mode)
@@ -130,9 +163,23 @@ def compare_trees(old_root: Path | None, new_root: Path) -> Iterator[DiffEntry]:
             if n_dir and o_dir:
                 yield from walk(sub)
             elif n_dir:
-                yield from _all_below(new, sub)
+                yield from below(sub)
 
-    yield from walk("")
+    changes = list(walk(""))
+    if not names:
+        yield from changes
+        return
+    listed = {c.path for c in changes}
+    inode_of = {p: key for key, paths in names.items() for p in paths}
+    extra = []
+    for key in {inode_of[c.path] for c in changes if c.path in inode_of}:
+        for path in names[key]:
+            if path not in listed:
+                extra.append(DiffEntry(ChangeKind.MODIFY, path, os.path.join(new, path)))
+    if not extra:
+        yield from changes
+        return
+    yield from sorted(changes + extra, key=lambda c: c.path.split("/"))
 
 
 def scan_diff_dir(upper: Path, lowers: Sequence[Path], opaque_xattr: str) -> Iterator[DiffEntry]:

@@ -15,6 +15,7 @@ driver's storage. Two paths, chosen by what the driver offers:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import time
@@ -43,10 +44,15 @@ WAIT_FOR_TWIN_S = 60.0
 
 
 def apply_layer(
-    store: Store, fileobj: BinaryIO, parent: str | None, labels: Mapping[str, str]
+    store: Store,
+    fileobj: BinaryIO,
+    parent: str | None,
+    labels: Mapping[str, str],
+    max_size: int | None = None,
 ) -> Info:
     """Unpack a layer tar on ``parent`` and commit it under its chain ID (see ``Store.apply``)."""
-    digest = DigestReader(decompressed(fileobj))
+    parent_chain = chain_of(store, parent) if parent is not None else None
+    digest = DigestReader(decompressed(fileobj), limit=max_size)
     with store._hidden_active(parent) as (rec, ref):
         dd = store._driver.diff_dir(ref)
         lowers = lower_dirs(store, ref) if dd is not None else None
@@ -56,16 +62,14 @@ def apply_layer(
         else:
             with store._temporary_tree(ref) as tree:
                 apply_tar(reader, TreeTarget(tree))  # type: ignore[arg-type]
-        digest.read_rest()
+        try:
+            digest.read_rest()
+        except OSError as exc:
+            raise errors.from_oserror(exc, "read the rest of the layer") from exc
         crash_point("apply:extracted")
-        parent_name = None
-        if rec.parent_id is not None:
-            with store._meta.transaction(write=False) as db:
-                p = _records.by_id(db, rec.parent_id)
-                parent_name = p.key if p else None
-        name = chain_id(parent_name, digest.digest)
+        name = chain_id(parent_chain, digest.digest)
         usage = store._driver.usage(ref)
-        existing = _claim_name(store, rec.id, name, {**labels, DIFF_ID_LABEL: digest.digest})
+        existing = _claim_name(store, rec.id, name, digest.digest, labels)
     if existing is not None:
         # The same layer on the same parent is here already: keep that one.
         store._discard_if_present(rec)
@@ -84,7 +88,9 @@ def apply_layer(
         return _records.info(db, _records.get(db, name))
 
 
-def _claim_name(store: Store, rec_id: int, name: str, labels: dict[str, str]) -> Info | None:
+def _claim_name(
+    store: Store, rec_id: int, name: str, diff_id: str, labels: Mapping[str, str]
+) -> Info | None:
     """Name the applied snapshot ``name``, or return the Info of the one already so named.
 
     Another process applying the same layer may be committing it right
@@ -99,7 +105,15 @@ def _claim_name(store: Store, rec_id: int, name: str, labels: dict[str, str]) ->
         with store._meta.transaction() as db:
             existing = _records.find(db, name)
             if existing is None:
-                _records.mark_committed(db, rec_id, name, labels, COMMITTING, _owner.current())
+                _records.mark_committed(
+                    db,
+                    rec_id,
+                    name,
+                    {**labels, DIFF_ID_LABEL: diff_id},
+                    COMMITTING,
+                    _owner.current(),
+                )
+                _records.put_layer_ids(db, rec_id, diff_id, name)
                 return None
             if existing.state == READY:
                 return _records.info(db, existing)
@@ -109,6 +123,42 @@ def _claim_name(store: Store, rec_id: int, name: str, labels: dict[str, str]) ->
                 "did not finish; retry, or run check(repair=True) if it died"
             )
         time.sleep(0.02)
+
+
+def chain_of(store: Store, name: str) -> str:
+    """The OCI chain ID of the committed snapshot ``name``, computed once and recorded.
+
+    A layer applied by ``apply`` has it recorded. For a snapshot a user
+    committed, its diff ID is the digest of its export (which is
+    deterministic), so an applied child's name is the same chain ID
+    whatever the parent is called.
+
+    Raises:
+        errors.NotFound: no snapshot ``name``.
+        errors.FailedPrecondition: ``name`` is not committed.
+    """
+    rec = store._get(name)
+    if rec.kind is not Kind.COMMITTED:
+        return name  # the snapshot layer refuses it with a clear message
+    with store._meta.transaction(write=False) as db:
+        chain = [rec, *_records.ancestors(db, rec)]
+        known = [_records.layer_ids(db, r.id) for r in chain]
+    # Nearest ancestor with known IDs, then down from there.
+    depth = next((i for i, ids in enumerate(known) if ids is not None), len(chain))
+    below = known[depth][1] if depth < len(chain) else None  # type: ignore[index]
+    for r in reversed(chain[:depth]):
+        diff_id = r.labels.get(DIFF_ID_LABEL)
+        if diff_id is None or chain_id(below, diff_id) != r.key:
+            # Committed by a user (or an old store's label was changed): hash its export.
+            digest = hashlib.sha256()
+            for chunk in export_layer(store, r.key):
+                digest.update(chunk)
+            diff_id = "sha256:" + digest.hexdigest()
+        below = chain_id(below, diff_id)
+        with store._meta.transaction() as db:
+            _records.put_layer_ids(db, r.id, diff_id, below)
+    assert below is not None
+    return below
 
 
 def lower_dirs(store: Store, ref: SnapshotRef) -> list[Path] | None:
@@ -146,9 +196,17 @@ def diff_entries(
 
 
 def export_layer(store: Store, name: str) -> Iterator[bytes]:
-    """The OCI layer tar of ``name``, in chunks (see ``Store.export``)."""
-    with diff_entries(store, name) as (entries, _ref, _lowers):
-        yield from write_tar(entries)
+    """The OCI layer tar of ``name``, in chunks (see ``Store.export``).
+
+    Raises:
+        errors.LayerfsError: an ``OSError`` while reading the snapshot,
+            wrapped with the path it concerns.
+    """
+    try:
+        with diff_entries(store, name) as (entries, _ref, _lowers):
+            yield from write_tar(entries)
+    except OSError as exc:
+        raise errors.from_oserror(exc, f"export {name!r}: {exc.filename or ''}") from exc
 
 
 def layer_changes(store: Store, name: str) -> list[Change]:

@@ -50,6 +50,14 @@ CREATE TABLE IF NOT EXISTS mounts (
     owner       TEXT,
     direct      INTEGER NOT NULL DEFAULT 0
 );
+-- The OCI identity of a committed snapshot's changes: its diff ID (digest
+-- of its uncompressed layer tar) and its chain ID. Written by apply, or
+-- when an apply on a snapshot committed by a user first needs them.
+CREATE TABLE IF NOT EXISTS layer_ids (
+    snapshot_id INTEGER PRIMARY KEY REFERENCES snapshots(id) ON DELETE CASCADE,
+    diff_id     TEXT NOT NULL,
+    chain_id    TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS driver_state (
     name  TEXT PRIMARY KEY,
     value TEXT NOT NULL

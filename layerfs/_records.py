@@ -205,9 +205,26 @@ def set_labels(db: sqlite3.Connection, sid: int, labels: dict[str, str]) -> floa
 
 
 def delete(db: sqlite3.Connection, sid: int) -> None:
-    """Drop a record (and its mount rows)."""
+    """Drop a record (and its mount rows and layer IDs)."""
     db.execute("DELETE FROM mounts WHERE snapshot_id=?", (sid,))
+    db.execute("DELETE FROM layer_ids WHERE snapshot_id=?", (sid,))
     db.execute("DELETE FROM snapshots WHERE id=?", (sid,))
+
+
+def layer_ids(db: sqlite3.Connection, sid: int) -> tuple[str, str] | None:
+    """The recorded ``(diff_id, chain_id)`` of a committed snapshot, or None."""
+    row = db.execute(
+        "SELECT diff_id, chain_id FROM layer_ids WHERE snapshot_id=?", (sid,)
+    ).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]))
+
+
+def put_layer_ids(db: sqlite3.Connection, sid: int, diff_id: str, chain_id: str) -> None:
+    """Record the diff ID and chain ID of a committed snapshot."""
+    db.execute(
+        "INSERT OR REPLACE INTO layer_ids(snapshot_id, diff_id, chain_id) VALUES (?, ?, ?)",
+        (sid, diff_id, chain_id),
+    )
 
 
 def info(db: sqlite3.Connection, rec: Record) -> Info:

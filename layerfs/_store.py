@@ -500,7 +500,12 @@ class Store:
         while True:
             rec = self._get(key)
             ref = self._ref_from(rec)
-            direct = self._driver.direct_path(ref) if target is None else None
+            # Views and committed snapshots get a read-only mount, not their
+            # (writable) directory; without privileges no mount can be made.
+            readonly_mount = ref.readonly and os.geteuid() == 0
+            direct = (
+                self._driver.direct_path(ref) if target is None and not readonly_mount else None
+            )
             if direct is not None:
                 path = str(direct)
             elif target is None:
@@ -686,22 +691,34 @@ class Store:
     # -- layers --------------------------------------------------------------------
 
     def apply(
-        self, fileobj: BinaryIO, parent: str | None = None, labels: Mapping[str, str] | None = None
+        self,
+        fileobj: BinaryIO,
+        parent: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        *,
+        max_size: int | None = None,
     ) -> Info:
         """Apply an OCI layer tar (plain, gzip, zstd or xz) on ``parent`` and commit it.
 
         The result is named by its OCI chain ID; applying the same layer on
         the same parent again returns the existing snapshot. On any error
-        nothing is left behind.
+        nothing is left behind. Paths through symlinks resolve inside
+        the root, as container runtimes do.
+
+        Args:
+            max_size: refuse a layer whose uncompressed tar is bigger.
 
         Raises:
-            errors.InvalidArgument: not a tar, truncated, or an entry that
-                escapes the root (``..``, absolute path, link outside,
-                writing through a symlink).
+            errors.InvalidArgument: not a tar, truncated, bigger than
+                ``max_size``, a name or path too long, or an entry that
+                escapes the root (``..``, absolute path, link outside).
+            errors.NoSpace: the store's filesystem is full.
             errors.NotFound / errors.FailedPrecondition: bad ``parent``.
         """
         self._live()
-        return _layers.apply_layer(self, fileobj, parent, _check_labels(labels))
+        if max_size is not None and (not isinstance(max_size, int) or max_size < 0):
+            raise errors.InvalidArgument(f"max_size={max_size!r}: give a byte count >= 0 or None")
+        return _layers.apply_layer(self, fileobj, parent, _check_labels(labels), max_size)
 
     def export(self, name: str) -> Iterator[bytes]:
         """Yield the OCI layer tar of ``name`` against its parent, in chunks.

@@ -1,0 +1,46 @@
+"""The ``copy`` driver against the reference model of layer application, without root.
+
+The privileged tier runs the same comparison over every driver; this one
+needs no privileges, so it runs wherever the unit tests do. Two copy
+stores stand in for "another driver" when exports are applied again.
+``LAYERFS_DIFF_EXAMPLES`` sets how many stacks Hypothesis tries.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+import layerfs
+from layerfs.testing.differential import Differential, clear, layer_stacks, with_regressions
+
+EXAMPLES = int(os.environ.get("LAYERFS_DIFF_EXAMPLES", "200"))
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, layerfs.Store]]:
+    base = tmp_path_factory.mktemp("differential-copy")
+    opened = {name: layerfs.Store(Path(base, name), driver="copy") for name in ("one", "two")}
+    try:
+        yield opened
+    finally:
+        for store in opened.values():
+            clear(store)
+            problems = store.check()
+            store.close()
+            assert not problems, problems
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@with_regressions
+@given(stack=layer_stacks())
+def test_copy_matches_the_model(stores: dict[str, layerfs.Store], stack: list) -> None:
+    Differential(stores, privileged=os.geteuid() == 0).check(stack)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import tarfile
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 from . import errors
 
@@ -75,10 +75,10 @@ def _bounded_tarinfo(state: dict[str, bool]) -> type[tarfile.TarInfo]:
         # release (3.11.13, 3.12.11, 3.13.4 and Debian's backports), which
         # reads headers through a private _frombuf instead.
         @classmethod
-        def fromtarfile(cls, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        def fromtarfile(cls, tar: tarfile.TarFile) -> Self:
             try:
                 return super().fromtarfile(tar)
-            except tarfile.EOFHeaderError:
+            except tarfile.EOFHeaderError:  # type: ignore[attr-defined]  # not in typeshed
                 state["end"] = True
                 raise
 

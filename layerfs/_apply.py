@@ -184,6 +184,11 @@ class _Applier:
             self.target.link_source(path)
             self._mark(path)
             return
+        if source is not None and source[0][: len(path)] == path:
+            raise errors.InvalidArgument(
+                f"layer tar hard link {member.name!r} -> {member.linkname!r}: the target "
+                "is inside the directory the link would replace"
+            )
         st = self.target.lstat(path)
         keep = st is not None and stat.S_ISDIR(st.st_mode) and member.isdir()
         if st is not None and not keep:

@@ -24,7 +24,7 @@ them), entry by entry in tar order:
   links; a missing directory is made (mode 0755, the applying user's
   ids); a non-directory in the way is an error.
 - A hard link joins the existing non-directory its target names now; a
-  missing target is an error.
+  missing target, or one inside the directory the link replaces, is an error.
 
 An error means the whole layer is refused (``InvalidArgument``).
 """
@@ -287,6 +287,8 @@ class LayerState:
         old = tree.nodes.get(path)
         if source is not None and old is source:
             return
+        if source is not None and tpath is not None and tpath[: len(path)] == path:
+            raise Refused(f"hard link {e.name} -> {e.target}: target inside the replaced dir")
         if old is not None and not (old.kind == "dir" and e.kind == "dir"):
             tree.remove(path)
         uid, gid = tree._ids(e)

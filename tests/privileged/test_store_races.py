@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -27,8 +28,8 @@ from layerfs.testing.suite import _unmount_everything
 
 pytestmark = pytest.mark.skipif(not is_privileged(), reason="mounts need root")
 
-FUSE_MISSING = FuseDriver.unavailable_reason(Path("/tmp"))
-OVERLAY_MISSING = probe.unavailable_reason(Path("/tmp"))
+FUSE_MISSING = FuseDriver.unavailable_reason(Path(tempfile.gettempdir()))
+OVERLAY_MISSING = probe.unavailable_reason(Path(tempfile.gettempdir()))
 needs_fuse = pytest.mark.skipif(FUSE_MISSING is not None, reason=f"fuse: {FUSE_MISSING}")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,9 @@ def _unavailable(driver: str) -> str | None:
     if driver == "overlay":
         if not is_privileged():
             return "overlay mounts need root"
-        return probe.unavailable_reason(Path("/tmp"))
+        return probe.unavailable_reason(Path(tempfile.gettempdir()))
     if driver == "fuse":
-        return FuseDriver.unavailable_reason(Path("/tmp"))
+        return FuseDriver.unavailable_reason(Path(tempfile.gettempdir()))
     return None
 
 

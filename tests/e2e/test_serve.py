@@ -83,6 +83,17 @@ def test_sigterm_leaves_running_containers_alone(make_stack, images: Images) -> 
     stack.servers["overlay"] = Serve(
         server.root, "overlay", server.socket, server.root.parent / "serve2.log"
     )
+    # containerd redials the proxy with a back-off; a collection it runs
+    # before it reconnects fails and is not retried, so wait for the link.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            ctr("snapshots", "--snapshotter", "layerfs-overlay", "ls")
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
     ctr("tasks", "kill", "-s", "SIGKILL", name)
     _wait_stopped(ctr, name)
     ctr("tasks", "rm", name)

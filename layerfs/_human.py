@@ -1,6 +1,8 @@
 """What the ``layerfs`` command prints for people: sizes, columns, the status summary.
 
-``--json`` prints the same facts for machines; nothing here is parsed back.
+``--json`` prints the same facts for machines. The one thing read back is
+a size a person types (``parse_size``: ``64K``, ``10GiB``), in driver
+options and command flags alike.
 
 - ``human_size``: bytes in binary units, three significant digits, as
   ``du -h`` does (``4.0 KiB``, ``12 MiB``).
@@ -15,12 +17,17 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from layerfs import errors
+
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+_PARSE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 #: A line of the status summary: a label, and a value or the nested lines.
 Entry = tuple[str, "str | list[Entry]"]
@@ -246,3 +253,23 @@ def status_lines(status: Mapping[str, Any], width: int | None = None) -> list[st
         out.append((key.ljust(keyw) + (lines[0] if lines else "")).rstrip())
         out += [" " * keyw + line for line in lines[1:]]
     return out
+
+
+def parse_size(value: object, key: str) -> int:
+    """Parse ``"64K"``, ``"10GiB"``, ``"512"`` or an int into bytes.
+
+    Raises:
+        errors.InvalidArgument: not a size; the message names ``key``.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        m = re.fullmatch(r"\s*(\d+)\s*([kmgtKMGT]?)(?:i?[bB])?\s*", str(value))
+        if not m:
+            raise errors.InvalidArgument(
+                f"option {key}={value!r} is not a size; use e.g. 64K, 512M, 10G"
+            )
+        size = int(m.group(1)) * _PARSE_UNITS[m.group(2).lower()]
+    if size <= 0:
+        raise errors.InvalidArgument(f"option {key}={value!r} must be positive")
+    return size

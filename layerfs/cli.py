@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__, errors
-from ._human import human_size, status_lines, table_lines
+from ._human import human_size, parse_size, status_lines, table_lines
 from ._store import Store, default_root
 from ._types import Info, Mount
 
@@ -81,10 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--driver", help="storage driver (default: recorded, or probed)")
     p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="driver option")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    # --json after the command too (``layerfs status --json``), as docker and ctr take it;
+    # SUPPRESS leaves the value given before the command when it is not repeated after.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("status", help="driver facts and counts")
-    ls = sub.add_parser("ls", help="list snapshots (walk)")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[after])
+
+    command("status", "driver facts and counts")
+    ls = command("ls", "list snapshots (walk)")
     ls.add_argument(
         "filters", nargs="*", help='containerd filters, e.g. kind==active labels."a.b"==v'
     )
@@ -93,42 +102,45 @@ def build_parser() -> argparse.ArgumentParser:
         ("prepare", "create an active snapshot"),
         ("view", "create a read-only view"),
     ):
-        c = sub.add_parser(verb, help=helptext)
+        c = command(verb, helptext)
         c.add_argument("key")
         c.add_argument("parent", nargs="?")
         c.add_argument("--label", action="append", metavar="KEY=VALUE")
-    c = sub.add_parser("commit", help="commit an active snapshot")
+    c = command("commit", "commit an active snapshot")
     c.add_argument("name")
     c.add_argument("key")
     c.add_argument("--label", action="append", metavar="KEY=VALUE")
-    c = sub.add_parser("rm", help="remove snapshots")
+    c = command("rm", "remove snapshots")
     c.add_argument("keys", nargs="+")
-    c = sub.add_parser("mounts", help="print the mounts of a snapshot")
+    c = command("mounts", "print the mounts of a snapshot")
     c.add_argument("key")
-    c = sub.add_parser("mount", help="mount a snapshot (stays mounted after exit)")
-    c.add_argument("key")
-    c.add_argument("target", nargs="?")
-    c = sub.add_parser("umount", help="drop one mount reference")
+    c = command("mount", "mount a snapshot (stays mounted after exit)")
     c.add_argument("key")
     c.add_argument("target", nargs="?")
-    c = sub.add_parser("import", help="apply an OCI layer tar (plain, gzip, zstd)")
+    c = command("umount", "drop one mount reference")
+    c.add_argument("key")
+    c.add_argument("target", nargs="?")
+    c = command("import", "apply an OCI layer tar (plain, gzip, zstd)")
     c.add_argument("tar", help="path, or - for stdin")
     c.add_argument("--parent")
     c.add_argument("--label", action="append", metavar="KEY=VALUE")
-    c = sub.add_parser("export", help="write the OCI layer tar of a snapshot")
+    c.add_argument(
+        "--max-size", metavar="SIZE", help="refuse a layer whose tar is bigger (e.g. 512M, 10G)"
+    )
+    c = command("export", "write the OCI layer tar of a snapshot")
     c.add_argument("name")
     c.add_argument("-O", "--output", help="file (default: stdout)")
-    c = sub.add_parser("diff", help="list added/modified/deleted paths")
+    c = command("diff", "list added/modified/deleted paths")
     c.add_argument("name")
-    c = sub.add_parser("usage", help="disk used by a snapshot")
+    c = command("usage", "disk used by a snapshot")
     c.add_argument("key")
-    c = sub.add_parser("check", help="find (and --repair) inconsistencies")
+    c = command("check", "find (and --repair) inconsistencies")
     c.add_argument("--repair", action="store_true")
-    c = sub.add_parser("serve", help="serve the store to containerd (snapshots gRPC service)")
+    c = command("serve", "serve the store to containerd (snapshots gRPC service)")
     c.add_argument("--socket", help="unix socket (default: /run/layerfs/snapshotter.sock)")
     c.add_argument("--threads", type=int, default=8, help="request threads (default: 8)")
     c.add_argument("--log-level", default="info", choices=("debug", "info", "warning"))
-    sub.add_parser("bench", help="compare the drivers on this machine (see layerfs bench --help)")
+    command("bench", "compare the drivers on this machine (see layerfs bench --help)")
     return p
 
 
@@ -193,15 +205,18 @@ def _run(args: argparse.Namespace) -> int:
         elif cmd == "umount":
             store.unmount(args.key, args.target)
         elif cmd == "import":
+            limits: dict[str, Any] = {"parent": args.parent, "labels": _labels(args.label)}
+            if args.max_size is not None:
+                limits["max_size"] = parse_size(args.max_size, "--max-size")
             if args.tar == "-":
-                info = store.apply(sys.stdin.buffer, parent=args.parent, labels=_labels(args.label))
+                info = store.apply(sys.stdin.buffer, **limits)
             else:
                 try:
                     f = open(args.tar, "rb")
                 except OSError as exc:
                     raise errors.from_oserror(exc, f"open layer tar {args.tar}") from exc
                 with f:
-                    info = store.apply(f, parent=args.parent, labels=_labels(args.label))
+                    info = store.apply(f, **limits)
             _print(args, _info_json(info), info.name)
         elif cmd == "export":
             out = open(args.output, "wb") if args.output else sys.stdout.buffer

@@ -14,10 +14,10 @@ Where the pool comes from, in order of preference:
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping
 
 from layerfs import errors
+from layerfs._human import parse_size
 
 __all__ = ["DevmapperOptions", "parse_size", "metadata_size_for"]
 
@@ -41,26 +41,6 @@ _KNOWN = {
     "reformat",
     "udev",
 }
-
-
-def parse_size(value: object, key: str) -> int:
-    """Parse ``"64K"``, ``"10GiB"``, ``"512"`` or an int into bytes.
-
-    Raises:
-        errors.InvalidArgument: not a size; the message names ``key``.
-    """
-    if isinstance(value, int) and not isinstance(value, bool):
-        size = value
-    else:
-        m = re.fullmatch(r"\s*(\d+)\s*([kmgtKMGT]?)(?:i?[bB])?\s*", str(value))
-        if not m:
-            raise errors.InvalidArgument(
-                f"option {key}={value!r} is not a size; use e.g. 64K, 512M, 10G"
-            )
-        size = int(m.group(1)) * _UNITS[m.group(2).lower()]
-    if size <= 0:
-        raise errors.InvalidArgument(f"option {key}={value!r} must be positive")
-    return size
 
 
 def _parse_bool(value: object, key: str) -> bool:

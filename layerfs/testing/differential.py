@@ -22,19 +22,22 @@ often, which is where the rules matter.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import tarfile
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import example
+from hypothesis import HealthCheck, example, settings
 from hypothesis import strategies as st
 
 import layerfs
 from layerfs import errors
 from layerfs.testing.model import OPAQUE, WHITEOUT, Entry, Refused, Tree, normalise, sanitise
+from layerfs.testing.suite import _unmount_everything
 from layerfs.testing.trees import describe, diff_descriptions
 
 NAMES = ("a", "b", "d")
@@ -307,13 +310,49 @@ def clear(store: layerfs.Store) -> None:
                 store.remove(info.name)
 
 
+@contextlib.contextmanager
+def open_stores(
+    base: Path, specs: Mapping[str, tuple[str, Mapping[str, str]]]
+) -> Iterator[dict[str, layerfs.Store]]:
+    """Open one store per ``name: (driver, options)`` under ``base``.
+
+    On exit every store's mounts and snapshots go, and each store's
+    ``check()`` must find nothing: a comparison that left a store damaged
+    fails even when every tree matched.
+    """
+    opened: dict[str, layerfs.Store] = {}
+    try:
+        for name, (driver, options) in specs.items():
+            opened[name] = layerfs.Store(base / name, driver=driver, options=dict(options))
+        yield opened
+    finally:
+        for store in opened.values():
+            _unmount_everything(store)
+            clear(store)
+            problems = store.check()
+            store.close()
+            assert not problems, problems
+
+
+def differential_settings(examples: int, **extra: Any) -> Any:
+    """Hypothesis settings for a differential test: no deadline, slow examples welcome."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        **extra,
+    )
+
+
 __all__ = [
     "Differential",
     "REGRESSIONS",
     "clear",
+    "differential_settings",
     "entries",
     "format_stack",
     "layer_stacks",
+    "open_stores",
     "tar_of",
     "with_regressions",
     "with_stacks",

@@ -282,6 +282,18 @@ class StressReport:
             f"failures {len(self.failures)}; problems after {len(self.problems)}"
         )
 
+    def log(self) -> None:
+        """Print the summary, outcomes and failures for the test log, and save the report as
+        ``stress-<driver>.json`` under ``$LAYERFS_STRESS_JSON`` when that is set."""
+        print("\n" + self.summary())
+        print(json.dumps(self.outcomes, sort_keys=True))
+        for line in self.failures + self.problems:
+            print(line[-3000:])
+        out = os.environ.get("LAYERFS_STRESS_JSON")
+        if out:
+            Path(out).mkdir(parents=True, exist_ok=True)
+            Path(out, f"stress-{self.driver}.json").write_text(json.dumps(self.as_dict(), indent=1))
+
 
 def run_stress(
     root: Path,

@@ -9,7 +9,6 @@ time) are printed (``pytest -s``) and written as JSON to
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -41,14 +40,7 @@ def test_many_processes_on_one_store(driver: str, tmp_path: Path) -> None:
     if reason:
         pytest.skip(f"{driver} unavailable: {reason}")
     report = run_stress(tmp_path / "store", driver, processes=PROCESSES, operations=OPS)
-    print("\n" + report.summary())
-    print(json.dumps(report.outcomes, sort_keys=True))
-    for line in report.failures + report.problems:
-        print(line[-3000:])
-    out = os.environ.get("LAYERFS_STRESS_JSON")
-    if out:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        Path(out, f"stress-{driver}.json").write_text(json.dumps(report.as_dict(), indent=1))
+    report.log()
     assert report.operations >= OPS
     assert report.failures == []
     assert report.problems == []

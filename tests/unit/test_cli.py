@@ -111,3 +111,27 @@ def test_usage_prints_a_header_and_a_human_size(tmp_path: Path) -> None:
     assert exact["size"] >= 300_000
     assert lines[1].split() == ["a", *human_size(exact["size"]).split(), str(exact["inodes"])]
     assert lines[1].split()[2] == "KiB"
+
+
+def test_json_goes_before_or_after_the_command(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    cli(root, "prepare", "a")
+    before = json.loads(cli(root, "--json", "status").stdout)
+    after = json.loads(cli(root, "status", "--json").stdout)
+    assert before == after and after["snapshots"]["active"] == 1
+    assert json.loads(cli(root, "ls", "--json").stdout)[0]["name"] == "a"
+    assert not cli(root, "ls").stdout.startswith(b"[")
+
+
+def test_import_refuses_a_tar_over_max_size_and_stores_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    tar = tmp_path / "l.tar"
+    tar.write_bytes(build_tar([("big", b"x" * 100_000)]))
+    refused = cli(root, "import", "--max-size", "64K", str(tar))
+    assert refused.returncode == 2, refused.stderr
+    assert b"max_size" in refused.stderr or b"bigger" in refused.stderr, refused.stderr
+    assert json.loads(cli(root, "--json", "ls").stdout) == []
+    bad = cli(root, "import", "--max-size", "lots", str(tar))
+    assert bad.returncode == 2 and b"--max-size" in bad.stderr
+    assert cli(root, "import", "--max-size", "1M", str(tar)).returncode == 0
+    assert cli(root, "check").returncode == 0

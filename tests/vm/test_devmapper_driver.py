@@ -2,49 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from dmpool import ScratchPool
+from dmstore import SMALL, opened, read, write
 from layerfs.drivers.devmapper import dmsetup
 from layerfs.drivers.devmapper.status import parse_pool
 
 import layerfs
 from layerfs import errors
-
-SMALL = {"data_size": "512M", "base_size": "64M", "min_free_percent": "0", "udev": "off"}
-
-
-@contextlib.contextmanager
-def opened(root: Path, **options: str) -> Iterator[layerfs.Store]:
-    store = layerfs.Store(root, driver="devmapper", options=options)
-    try:
-        yield store
-    finally:
-        for info in list(store.walk()):
-            with contextlib.suppress(errors.LayerfsError):
-                while True:
-                    store.unmount(info.name)
-        store.close()
-
-
-def write(store: layerfs.Store, key: str, name: str, data: bytes) -> None:
-    with store.mounted(key) as root:
-        with open(os.path.join(root, name), "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def read(store: layerfs.Store, key: str, name: str) -> bytes:
-    with store.mounted(key) as root:
-        with open(os.path.join(root, name), "rb") as f:
-            return f.read()
 
 
 def our_devices(store: layerfs.Store) -> list[str]:

@@ -13,37 +13,12 @@ from pathlib import Path
 
 import pytest
 from dmpool import ScratchPool
+from dmstore import SMALL, opened, read, write
 from layerfs.drivers.devmapper import dmsetup
 from layerfs.drivers.devmapper.pool import holds_pool_metadata
 
 import layerfs
 from layerfs import errors
-
-SMALL = {"data_size": "512M", "base_size": "64M", "min_free_percent": "0", "udev": "off"}
-
-
-@contextlib.contextmanager
-def opened(root: Path, **options: str) -> Iterator[layerfs.Store]:
-    store = layerfs.Store(root, driver="devmapper", options=options)
-    try:
-        yield store
-    finally:
-        store.close()
-
-
-def _write(store: layerfs.Store, key: str, name: str, data: bytes) -> None:
-    with store.mounted(key) as root:
-        with open(os.path.join(root, name), "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def _read(store: layerfs.Store, key: str, name: str) -> bytes:
-    with store.mounted(key) as root:
-        with open(os.path.join(root, name), "rb") as f:
-            return f.read()
-
 
 # -- item 1: discard=true discards only what is deleted ---------------------------------------
 
@@ -52,12 +27,12 @@ def test_discard_keeps_committed_layers_and_the_base(tmp_path: Path) -> None:
     data = os.urandom(1 << 20)
     with opened(tmp_path / "s", **SMALL, discard="true") as store:
         store.prepare("a")
-        _write(store, "a", "blob", data)
+        write(store, "a", "blob", data)
         store.commit("layer", "a")  # deactivates the device: no discard may happen here
         store.view("v", "layer")
-        assert _read(store, "v", "blob") == data
+        assert read(store, "v", "blob") == data
         store.prepare("b")  # a second snapshot of the base still finds its filesystem
-        _write(store, "b", "x", b"x")
+        write(store, "b", "x", b"x")
         store.remove("v")
         store.remove("b")
         assert store.check() == []
@@ -93,7 +68,7 @@ def test_devices_holding_a_pool_are_not_wiped(tmp_path: Path) -> None:
         devices.pop("data_size")
         with opened(tmp_path / "first", **devices) as first:
             first.prepare("a")
-            _write(first, "a", "blob", data)
+            write(first, "a", "blob", data)
             first.commit("layer", "a")
             # Its pool is live: a second store must not build a pool on the same devices.
             with pytest.raises(errors.Busy):
@@ -104,7 +79,7 @@ def test_devices_holding_a_pool_are_not_wiped(tmp_path: Path) -> None:
             layerfs.Store(tmp_path / "third", driver="devmapper", options=devices)
         with opened(tmp_path / "first", **devices) as first:
             first.view("v", "layer")
-            assert _read(first, "v", "blob") == data  # nothing was lost
+            assert read(first, "v", "blob") == data  # nothing was lost
             first.remove("v")
         # Asked in so many words, a new store may wipe it.
         with opened(tmp_path / "fourth", **devices, reformat="true") as fourth:

@@ -7,7 +7,6 @@ numbers are printed (``-s``) and written to ``$LAYERFS_STRESS_JSON`` when set.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -21,14 +20,7 @@ def test_many_processes_on_one_devmapper_store(tmp_path: Path) -> None:
     report = run_stress(
         tmp_path / "store", "devmapper", processes=8, operations=OPS, options=OPTIONS
     )
-    print("\n" + report.summary())
-    print(json.dumps(report.outcomes, sort_keys=True))
-    for line in report.failures + report.problems:
-        print(line[-3000:])
-    out = os.environ.get("LAYERFS_STRESS_JSON")
-    if out:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        Path(out, "stress-devmapper.json").write_text(json.dumps(report.as_dict(), indent=1))
+    report.log()
     assert report.operations >= OPS
     assert report.failures == []
     assert report.problems == []

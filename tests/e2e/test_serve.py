@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import stat
@@ -85,15 +86,7 @@ def test_sigterm_leaves_running_containers_alone(make_stack, images: Images) -> 
     )
     # containerd redials the proxy with a back-off; a collection it runs
     # before it reconnects fails and is not retried, so wait for the link.
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            ctr("snapshots", "--snapshotter", "layerfs-overlay", "ls")
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    _reconnected(stack.ctd)
     ctr("tasks", "kill", "-s", "SIGKILL", name)
     _wait_stopped(ctr, name)
     ctr("tasks", "rm", name)
@@ -103,9 +96,8 @@ def test_sigterm_leaves_running_containers_alone(make_stack, images: Images) -> 
         # Under load runc can still hold the rootfs when containerd first
         # removes the snapshot (Busy); containerd's scheduled collection
         # tries again, so give it a bounded while.
-        deadline = time.monotonic() + 60
-        while list(store.walk()) and time.monotonic() < deadline:
-            time.sleep(1)
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda: not list(store.walk()), "containerd's collection", timeout=60)
         assert list(store.walk()) == [], stack.logs()
         assert store.check() == []
 

@@ -131,7 +131,10 @@ def tree_usage(path: Path) -> Usage:
         except OSError:
             continue
         for entry in entries:
-            st = entry.stat(follow_symlinks=False)
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed since the listing: a snapshot in use changes under the walk
             key = (st.st_dev, st.st_ino)
             if key in seen:
                 continue

@@ -4,13 +4,18 @@ Order matters:
 - parents first, so the rename into place always has a directory to land in;
 - the object is built complete in the workdir (data, then owner, then mode,
   because chown drops set-id bits, then xattrs, then times, since every
-  earlier step moves ctime/mtime) and fsynced, then renamed into the upper
-  directory in one step. A crash at any point leaves at most a temporary
-  file in the workdir, which the next mount removes: a half-copied file is
-  never visible in the upper.
+  earlier step moves ctime/mtime) and its data made durable, then renamed
+  into the upper directory in one step. A crash at any point leaves at most
+  a temporary file in the workdir, which the next mount removes: a
+  half-copied file is never visible in the upper.
 - data is cloned with FICLONE when the filesystems allow it (instant,
   shared extents), else copied with copy_file_range (in-kernel): one call
   of ``_sys.clone.copy_data``, the project's one copy routine.
+- copied data is fsynced before the rename, as kernel overlayfs does. A
+  clone needs no fsync: it writes no data, only extent metadata, which the
+  filesystem's journal (XFS, btrfs: the ones with FICLONE) commits in order,
+  before the later rename. This is what makes a copy-up on a reflink
+  filesystem cost the same for 1 MiB and 1 GiB.
 """
 
 from __future__ import annotations
@@ -111,9 +116,10 @@ def _copy_file(src: bytes, tmp: bytes, st: os.stat_result, data: bool) -> None:
         if data and st.st_size:
             fd_in = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                copy_data(fd_in, fd_out, st.st_size)
+                cloned = copy_data(fd_in, fd_out, st.st_size)
             finally:
                 os.close(fd_in)
-            os.fsync(fd_out)
+            if not cloned:
+                os.fsync(fd_out)
     finally:
         os.close(fd_out)

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Sequence
 
 from layerfs._overlayfmt.lower import dir_layers
+from layerfs._overlayfmt.marks import opaque_xattr
 from layerfs._sys.tree import remove_tree
 
 from .nodes import NodeTable
@@ -98,9 +99,8 @@ class UnionFS:
             if config.work
             else b""
         )
-        prefix = config.xattr_prefix.encode()
-        self.opaque_xattr = prefix + b"overlay.opaque"
-        self.own_xattr_prefix = prefix + b"overlay."
+        self.opaque_xattr = opaque_xattr(config.xattr_prefix).encode()
+        self.own_xattr_prefix = config.xattr_prefix.encode() + b"overlay."
         self.nodes = NodeTable()
         self.lock = self.nodes.lock
         self.handles: dict[int, object] = {}

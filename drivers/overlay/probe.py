@@ -36,6 +36,7 @@ import re
 import tempfile
 from pathlib import Path
 
+from layerfs._overlayfmt.marks import opaque_xattr
 from layerfs._sys import fsinfo
 from layerfs._sys.newmount import FsContext
 from layerfs.driver import is_privileged
@@ -104,7 +105,7 @@ def xattr_problem(where: Path, fs: str) -> str | None:
     """
     prefix = "trusted." if is_privileged() else "user."
     try:
-        os.getxattr(where, prefix + "overlay.opaque")
+        os.getxattr(where, opaque_xattr(prefix))
     except OSError as exc:
         if exc.errno in (errno.EOPNOTSUPP, errno.ENOTSUP):
             return (

@@ -16,9 +16,8 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from layerfs.drivers.overlay.probe import format_problem
-
 from layerfs._environment import fuse_device_problem
+from layerfs._overlayfmt.filesystem import format_problem
 from layerfs._overlayfmt.layout import Layout, escape_option_path, xattr_prefix
 from layerfs._types import Kind, Mount, Usage
 from layerfs.driver import DiffDir, Driver, DriverState, SnapshotRef

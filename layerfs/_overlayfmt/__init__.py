@@ -17,9 +17,12 @@ Facts of overlayfs's format this package relies on (kernel overlayfs with
 - names in overlay's own namespace that a user sets on a file are stored
   escaped (``<prefix>overlay.overlay.X``, kernel 6.7+).
 
-Modules (import the one needed: the FUSE server starts with ``marks`` only):
+Modules (import the one needed: the FUSE server loads ``marks`` and
+``lower`` only, which import nothing else of layerfs):
 
 - ``marks``: whiteouts, opaque directories, the xattr namespace;
 - ``lower``: lookups and listings through a stack of layers;
-- ``layout``: a driver home (``snapshots/<id>/{fs,work,link}``, short links).
+- ``layout``: a driver home (``snapshots/<id>/{fs,work,link}``, short links)
+  and which xattr namespace a store uses;
+- ``filesystem``: whether a filesystem can hold overlay-format layers.
 """

@@ -11,13 +11,29 @@ import pytest
 from layerfs._sys import clone, tree, xattrs
 
 
-def _xattrs_work(path: Path) -> bool:
+def _files_with_xattrs(tmp_path: Path) -> tuple[Path, Path]:
+    """Two files, ``src`` and ``dst``; skips the test without user xattrs."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.write_text("x")
+    dst.write_text("y")
     try:
-        os.setxattr(path, "user.probe", b"1")
-        os.removexattr(path, "user.probe")
-        return True
+        os.setxattr(src, "user.probe", b"1")
+        os.removexattr(src, "user.probe")
     except OSError:
-        return False
+        pytest.skip("no user xattrs on the test filesystem")
+    return src, dst
+
+
+def _copy(tmp_path: Path, data: bytes, size: int) -> bool:
+    """Write ``data`` to ``src`` and ``copy_data`` ``size`` bytes of it to ``dst``."""
+    (tmp_path / "src").write_bytes(data)
+    src = os.open(tmp_path / "src", os.O_RDONLY)
+    dst = os.open(tmp_path / "dst", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        return clone.copy_data(src, dst, size)
+    finally:
+        os.close(src)
+        os.close(dst)
 
 
 def _reflinks(where: Path) -> bool:
@@ -38,14 +54,7 @@ def _reflinks(where: Path) -> bool:
 @pytest.mark.parametrize("size", [0, 1, 4096, (3 << 20) + 1])
 def test_copy_data_copies_every_byte(tmp_path: Path, size: int) -> None:
     data = os.urandom(size)
-    (tmp_path / "src").write_bytes(data)
-    src = os.open(tmp_path / "src", os.O_RDONLY)
-    dst = os.open(tmp_path / "dst", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        cloned = clone.copy_data(src, dst, size)
-    finally:
-        os.close(src)
-        os.close(dst)
+    cloned = _copy(tmp_path, data, size)
     assert (tmp_path / "dst").read_bytes() == data
     assert cloned is (size > 0 and _reflinks(tmp_path))
 
@@ -59,26 +68,12 @@ def test_copy_data_falls_back_to_read_write(
     monkeypatch.setattr(clone, "reflink", lambda src, dst: False)
     monkeypatch.setattr(os, "copy_file_range", refuse)
     data = os.urandom((2 << 20) + 7)
-    (tmp_path / "src").write_bytes(data)
-    src = os.open(tmp_path / "src", os.O_RDONLY)
-    dst = os.open(tmp_path / "dst", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        assert clone.copy_data(src, dst, len(data)) is False
-    finally:
-        os.close(src)
-        os.close(dst)
+    assert _copy(tmp_path, data, len(data)) is False
     assert (tmp_path / "dst").read_bytes() == data
 
 
 def test_copy_data_stops_at_a_shrunk_source(tmp_path: Path) -> None:
-    (tmp_path / "src").write_bytes(b"short")
-    src = os.open(tmp_path / "src", os.O_RDONLY)
-    dst = os.open(tmp_path / "dst", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        clone.copy_data(src, dst, 1 << 20)
-    finally:
-        os.close(src)
-        os.close(dst)
+    _copy(tmp_path, b"short", 1 << 20)
     assert (tmp_path / "dst").read_bytes() == b"short"
 
 
@@ -98,11 +93,7 @@ def test_copy_data_raises_real_errors(tmp_path: Path) -> None:
 
 
 def test_copy_xattrs_keeps_what_the_filter_accepts(tmp_path: Path) -> None:
-    src, dst = tmp_path / "src", tmp_path / "dst"
-    src.write_text("x")
-    dst.write_text("y")
-    if not _xattrs_work(src):
-        pytest.skip("no user xattrs on the test filesystem")
+    src, dst = _files_with_xattrs(tmp_path)
     os.setxattr(src, "user.keep", b"1")
     os.setxattr(src, "user.drop", b"2")
     xattrs.copy_xattrs(str(src), str(dst), keep=lambda name: name != "user.drop")
@@ -112,11 +103,7 @@ def test_copy_xattrs_keeps_what_the_filter_accepts(tmp_path: Path) -> None:
 def test_copy_xattrs_skips_only_tolerated_errors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    src, dst = tmp_path / "src", tmp_path / "dst"
-    src.write_text("x")
-    dst.write_text("y")
-    if not _xattrs_work(src):
-        pytest.skip("no user xattrs on the test filesystem")
+    src, dst = _files_with_xattrs(tmp_path)
     os.setxattr(src, "user.a", b"1")
     real = os.setxattr
 
@@ -132,12 +119,9 @@ def test_copy_xattrs_skips_only_tolerated_errors(
 
 
 def test_read_xattrs_takes_bytes_paths(tmp_path: Path) -> None:
-    f = tmp_path / "f"
-    f.write_text("x")
-    if not _xattrs_work(f):
-        pytest.skip("no user xattrs on the test filesystem")
-    os.setxattr(f, "user.k", b"v")
-    assert xattrs.read_xattrs(os.fsencode(f)) == {"user.k": b"v"}
+    src, _ = _files_with_xattrs(tmp_path)
+    os.setxattr(src, "user.k", b"v")
+    assert xattrs.read_xattrs(os.fsencode(src)) == {"user.k": b"v"}
 
 
 # -- tree.remove_tree -----------------------------------------------------------------

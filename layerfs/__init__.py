@@ -8,7 +8,8 @@ Layering of the package, bottom up (a module imports only from below):
 - ``_overlayfmt.marks``, ``_overlayfmt.lower``: overlay's on-disk format (whiteouts,
   opaque dirs, reading a stack of layers);
 - ``driver``: the storage-driver interface; ``_registry``: finding drivers;
-  ``_overlayfmt.layout``: the driver home shared by ``overlay`` and ``fuse``;
+  ``_overlayfmt.layout``, ``.filesystem``: the driver home shared by ``overlay`` and
+  ``fuse``, and what its filesystem must offer;
 - ``_metadata``, ``_records``: the SQLite database and snapshot records;
 - ``_streams``, ``_tarread``, ``_scoped``, ``_targets``, ``_apply``, ``_diff``, ``_export``,
   ``_fstree``: layer tars and trees (``_apply`` holds the one set of

@@ -3,11 +3,16 @@
 Layering of the package, bottom up (a module imports only from below):
 
 - ``errors``, ``_types``: the vocabulary (errors, Kind, Info, Usage, Mount, Change);
-- ``_sys``: raw syscalls; ``_run``: external commands; ``_mounting``: Mount values;
+- ``_sys``: raw syscalls and the one copy, xattr copy and tree remover; ``_run``:
+  external commands; ``_mounting``: Mount values;
+- ``_overlayfmt.marks``, ``_overlayfmt.lower``: overlay's on-disk format (whiteouts,
+  opaque dirs, reading a stack of layers);
 - ``driver``: the storage-driver interface; ``_registry``: finding drivers;
+  ``_overlayfmt.layout``, ``.filesystem``: the driver home shared by ``overlay`` and
+  ``fuse``, and what its filesystem must offer;
 - ``_metadata``, ``_records``: the SQLite database and snapshot records;
 - ``_streams``, ``_tarread``, ``_scoped``, ``_targets``, ``_apply``, ``_diff``, ``_export``,
-  ``_lower``, ``_fstree``: layer tars and trees (``_apply`` holds the one set of
+  ``_fstree``: layer tars and trees (``_apply`` holds the one set of
   OCI layer rules, ``_targets`` the full-tree and overlay-diff-dir writers);
 - ``_store``: ``Store``, the snapshot API tying it all together;
 - ``snapshotter``: ``layerfs serve``, containerd's snapshots service over a ``Store``;

@@ -39,8 +39,10 @@ import zlib
 from typing import BinaryIO
 
 from . import errors
+from ._overlayfmt.marks import OVERLAY_XATTRS
 from ._scoped import Parts, walk
-from ._targets import OVERLAY_XATTRS, DiffTarget, Target, TreeTarget
+from ._sys.xattrs import list_xattrs
+from ._targets import DiffTarget, Target, TreeTarget
 from ._tarread import iter_members
 
 WHITEOUT_PREFIX = ".wh."
@@ -255,13 +257,7 @@ _SYSTEM_XATTRS = ("security.selinux",)
 
 def _drop_other_xattrs(path: str, member: tarfile.TarInfo) -> None:
     """Remove a kept directory's xattrs that the new entry does not carry."""
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
-            return
-        raise
-    for name in names:
+    for name in list_xattrs(path):
         if name.startswith(OVERLAY_XATTRS) or name in _SYSTEM_XATTRS:
             continue
         if "SCHILY.xattr." + name not in member.pax_headers:

@@ -13,13 +13,14 @@ into ``Change`` values.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import os
 import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ._lower import is_opaque, is_whiteout, merged_entries
+from ._overlayfmt.lower import merged_entries
+from ._overlayfmt.marks import is_image_xattr, is_opaque, is_whiteout
+from ._sys.xattrs import ANY, read_xattrs
 from ._types import ChangeKind
 
 #: Never exported: the lost+found a fresh ext4 carries at its root.
@@ -43,22 +44,9 @@ class DiffEntry:
     opaque: bool = False
 
 
-def _xattrs(path: str) -> dict[str, bytes]:
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
-            return {}
-        raise
-    out = {}
-    for n in names:
-        if n.startswith(("trusted.overlay.", "user.overlay.")):
-            continue
-        try:
-            out[n] = os.getxattr(path, n, follow_symlinks=False)
-        except OSError:
-            continue
-    return out
+def image_xattrs(path: str) -> dict[str, bytes]:
+    """The xattrs of ``path`` an image carries (overlay's own left out; unreadable ones too)."""
+    return read_xattrs(path, keep=is_image_xattr, tolerate=ANY)
 
 
 def same_entry(a_path: str, a: os.stat_result, b_path: str, b: os.stat_result) -> bool:
@@ -86,7 +74,7 @@ def same_entry(a_path: str, a: os.stat_result, b_path: str, b: os.stat_result) -
         # bytes can tell them apart (containerd compares them in this case too).
         if a.st_mtime_ns % 1_000_000_000 == 0 and not _same_bytes(a_path, b_path):
             return False
-    return _xattrs(a_path) == _xattrs(b_path)
+    return image_xattrs(a_path) == image_xattrs(b_path)
 
 
 def _same_bytes(a_path: str, b_path: str) -> bool:

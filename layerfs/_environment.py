@@ -14,7 +14,7 @@ Facts relied on:
 - Inside a container the root filesystem is usually an overlay (containerd's
   and Docker's overlayfs snapshotters), which overlayfs cannot take as upper
   layer and which reserves the ``overlay.*`` xattrs that overlay-format
-  stores write; see ``layerfs.drivers.overlay.probe.format_problem``.
+  stores write; see ``layerfs._overlayfmt.filesystem.format_problem``.
 """
 
 from __future__ import annotations

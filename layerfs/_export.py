@@ -14,7 +14,7 @@ import tarfile
 from collections.abc import Iterable, Iterator
 
 from ._apply import OPAQUE_MARKER, WHITEOUT_PREFIX
-from ._diff import DiffEntry, _xattrs
+from ._diff import DiffEntry, image_xattrs
 from ._types import ChangeKind
 
 CHUNK = 1 << 20
@@ -70,7 +70,7 @@ def _tarinfo(entry: DiffEntry, st: os.stat_result) -> tarfile.TarInfo:
         info.type = tarfile.REGTYPE
         info.size = st.st_size
     headers = dict(info.pax_headers)
-    for name, value in sorted(_xattrs(entry.source).items()):
+    for name, value in sorted(image_xattrs(entry.source).items()):
         headers["SCHILY.xattr." + name] = value.decode("utf-8", "surrogateescape")
     info.pax_headers = headers
     return info

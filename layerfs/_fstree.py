@@ -1,47 +1,27 @@
-"""Whole-tree operations on plain directories: copy, measure, remove.
+"""Whole-tree operations on plain directories: copy and measure.
 
 Copies keep everything a container image cares about: modes, owners,
 timestamps, xattrs, hard links, symlinks, device nodes and fifos. File
 data is shared by reflink where the filesystem can (``_sys.clone``).
+Removal is ``_sys.tree.remove_tree``.
 """
 
 from __future__ import annotations
 
-import errno
 import os
-import shutil
 import stat
 from pathlib import Path
 
 from ._sys.clone import copy_data
+from ._sys.xattrs import UNSUPPORTED, copy_xattrs
 from ._types import Usage
-
-
-def copy_xattrs(src: str, dst: str, *, skip_prefixes: tuple[str, ...] = ()) -> None:
-    """Copy extended attributes of ``src`` to ``dst`` without following links."""
-    try:
-        names = os.listxattr(src, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
-            return
-        raise
-    for name in names:
-        if skip_prefixes and name.startswith(skip_prefixes):
-            continue
-        try:
-            value = os.getxattr(src, name, follow_symlinks=False)
-            os.setxattr(dst, name, value, follow_symlinks=False)
-        except OSError as exc:
-            if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM, errno.ENODATA):
-                continue
-            raise
 
 
 def copy_metadata(src: str, dst: str, st: os.stat_result) -> None:
     """Copy owner, mode, xattrs and times (in that order: chown clears setuid bits)."""
     if os.geteuid() == 0:
         os.lchown(dst, st.st_uid, st.st_gid)
-    copy_xattrs(src, dst)
+    copy_xattrs(src, dst, tolerate=UNSUPPORTED)
     if not stat.S_ISLNK(st.st_mode):
         os.chmod(dst, stat.S_IMODE(st.st_mode))
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
@@ -145,27 +125,3 @@ def tree_usage(path: Path) -> Usage:
             if stat.S_ISDIR(st.st_mode):
                 stack.append(entry.path)
     return Usage(size=size, inodes=inodes)
-
-
-def remove_tree(path: Path) -> None:
-    """Remove ``path`` and everything below it; missing is fine."""
-
-    def onerror(func: object, p: str, exc_info: object) -> None:
-        # A read-only directory (mode 0500 from an image) blocks unlinking its children.
-        try:
-            os.chmod(os.path.dirname(p), 0o700)
-            if os.path.isdir(p) and not os.path.islink(p):
-                shutil.rmtree(p, onerror=onerror)
-            else:
-                os.unlink(p)
-        except FileNotFoundError:
-            pass
-
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(path)
-        return
-    shutil.rmtree(path, onerror=onerror)

@@ -28,7 +28,7 @@ from ._apply import DiffTarget, TreeTarget, apply_tar
 from ._diff import DiffEntry, compare_trees, scan_diff_dir
 from ._export import write_tar
 from ._faults import crash_point
-from ._lower import merged_names
+from ._overlayfmt.lower import merged_names
 from ._records import COMMITTING, READY
 from ._streams import DigestReader, chain_id, decompressed
 from ._types import Change, ChangeKind, Info, Kind

@@ -24,22 +24,17 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._fstree import copy_node, copy_xattrs, remove_tree
-from ._lower import is_whiteout, lookup, merged_names
+from ._fstree import copy_node
+from ._overlayfmt.lower import lookup, lstat_or_none, merged_names
+from ._overlayfmt.marks import is_image_xattr, is_whiteout, make_whiteout, set_opaque
 from ._scoped import Parts
 from ._sys import openat2
+from ._sys.tree import remove_tree
+from ._sys.xattrs import UNSUPPORTED, copy_xattrs
 
 _PRIVILEGED = os.geteuid() == 0
-OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
 #: Mode of a directory a layer implies without an entry of its own.
 IMPLIED_DIR_MODE = 0o755
-
-
-def _lstat(path: str) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
 
 
 def _mkdir(path: str) -> None:
@@ -117,7 +112,7 @@ class TreeTarget(Target):
             self._root_fd = -1
 
     def lstat(self, parts: Parts) -> os.stat_result | None:
-        return _lstat(self.real(parts))
+        return lstat_or_none(self.real(parts))
 
     def readlink(self, parts: Parts) -> str:
         return os.readlink(self.real(parts))
@@ -156,7 +151,7 @@ class TreeTarget(Target):
         return self.real(parts)
 
     def remove(self, parts: Parts) -> None:
-        remove_tree(Path(self.real(parts)))
+        remove_tree(self.real(parts))
 
     def new_path(self, parts: Parts) -> str:
         return self.real(parts)
@@ -198,8 +193,8 @@ class DiffTarget(Target):
 
     def _clear_upper(self, parts: Parts) -> None:
         path = self.real(parts)
-        if _lstat(path) is not None:
-            remove_tree(Path(path))
+        if lstat_or_none(path) is not None:
+            remove_tree(path)
 
     def make_dir(self, parts: Parts) -> str:
         self.keep_dir(parts[:-1])
@@ -209,14 +204,14 @@ class DiffTarget(Target):
         if self._lower_dir(parts) is not None:
             # A new directory where a lower one was removed: without the
             # opaque mark, the lower one's entries would show through.
-            os.setxattr(path, self.opaque_xattr, b"y", follow_symlinks=False)
+            set_opaque(path, self.opaque_xattr)
         return path
 
     def keep_dir(self, parts: Parts) -> str:
         for depth in range(1, len(parts) + 1):
             prefix = parts[:depth]
             upper = self.real(prefix)
-            st = _lstat(upper)
+            st = lstat_or_none(upper)
             if st is not None and stat.S_ISDIR(st.st_mode):
                 continue
             lower = self._merged(prefix)
@@ -230,16 +225,16 @@ class DiffTarget(Target):
         self.keep_dir(parts[:-1])
         self._clear_upper(parts)
         if self._merged(parts) is not None:
-            os.mknod(self.real(parts), stat.S_IFCHR | 0o600, 0)
+            make_whiteout(self.real(parts))
 
     def hide_lower(self, parts: Parts) -> None:
         path = self.keep_dir(parts)
         if not parts or self._lower_dir(parts) is None:
             # Kernel overlayfs ignores the opaque mark on the upper root
-            # (and ``_lower`` does too): there the caller whites out the
+            # (and ``_overlayfmt.lower`` does too): there the caller whites out the
             # lower entries one by one instead.
             return
-        os.setxattr(path, self.opaque_xattr, b"y", follow_symlinks=False)
+        set_opaque(path, self.opaque_xattr)
         for entry in os.scandir(path):
             if is_whiteout(entry.stat(follow_symlinks=False)):
                 os.unlink(entry.path)  # nothing left below to white out
@@ -251,7 +246,7 @@ class DiffTarget(Target):
 
     def link_source(self, parts: Parts) -> str:
         upper = self.real(parts)
-        st = _lstat(upper)
+        st = lstat_or_none(upper)
         if st is not None and not is_whiteout(st):
             return upper
         lower = self._merged(parts)
@@ -296,6 +291,6 @@ def _copy_dir_metadata(src: str, dst: str, st: os.stat_result) -> None:
     """Copy a directory's owner, xattrs, mode and times, as overlay's copy-up does."""
     if _PRIVILEGED:
         os.lchown(dst, st.st_uid, st.st_gid)
-    copy_xattrs(src, dst, skip_prefixes=OVERLAY_XATTRS)
+    copy_xattrs(src, dst, keep=is_image_xattr, tolerate=UNSUPPORTED)
     os.chmod(dst, stat.S_IMODE(st.st_mode))
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 from layerfs import errors
-from layerfs._fstree import copy_tree, remove_tree, tree_usage
+from layerfs._fstree import copy_tree, tree_usage
+from layerfs._sys.tree import remove_tree
 from layerfs._types import Mount, Usage
 from layerfs.driver import Driver, SnapshotRef
 

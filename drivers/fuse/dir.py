@@ -26,6 +26,7 @@ import stat
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from layerfs._overlayfmt.marks import is_opaque
 from layerfs._sys import fsops
 
 from . import upper
@@ -318,9 +319,5 @@ def rename(
 
 
 def _ensure_opaque(fs: UnionFS, real: bytes) -> None:
-    try:
-        if os.getxattr(real, fs.opaque_xattr, follow_symlinks=False) == b"y":
-            return
-    except OSError:
-        pass
-    upper.do_set_opaque(real, fs.opaque_xattr)
+    if not is_opaque(real, fs.opaque_xattr):
+        upper.do_set_opaque(real, fs.opaque_xattr)

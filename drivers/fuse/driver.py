@@ -1,6 +1,6 @@
 """The ``fuse`` storage driver: snapshots in overlay format, served by our own union.
 
-Storage is exactly the ``overlay`` driver's (``layerfs.drivers.overlay.layout``):
+Storage is exactly the ``overlay`` driver's (``layerfs._overlayfmt.layout``):
 the same snapshot dirs, short links, workdirs and xattr namespace, so a
 store's layers mount under either driver. Mounting starts one server
 process per mounted snapshot (see ``launch``); ``mounts()`` describes the
@@ -16,10 +16,9 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from layerfs.drivers.overlay.layout import Layout, xattr_prefix
-from layerfs.drivers.overlay.probe import format_problem
-
 from layerfs._environment import fuse_device_problem
+from layerfs._overlayfmt.filesystem import format_problem
+from layerfs._overlayfmt.layout import Layout, escape_option_path, xattr_prefix
 from layerfs._types import Kind, Mount, Usage
 from layerfs.driver import DiffDir, Driver, DriverState, SnapshotRef
 
@@ -122,8 +121,6 @@ class FuseDriver(Driver):
     def mounts(self, snap: SnapshotRef) -> list[Mount]:
         """One ``fuse.layerfs`` mount (``mount.fuse.layerfs`` takes overlay's options)."""
         cfg = self._config(snap)
-        from layerfs.drivers.overlay.layout import escape_option_path
-
         opts = ["lowerdir=" + ":".join(escape_option_path(p) for p in cfg.lowers)]
         if cfg.upper:
             opts += [

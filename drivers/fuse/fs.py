@@ -4,6 +4,11 @@ Layering of this package: ``protocol`` and ``session`` know the FUSE wire
 format and nothing of layers; ``namei``, ``copy_up``, ``dir``, ``readdir``,
 ``inode`` and ``file`` implement overlayfs semantics on real directories
 and know nothing of FUSE; ``ops`` translates requests into calls on them.
+
+Imports go one way, bottom up: ``nodes`` and ``upper`` import nothing of
+the package; ``fs`` only ``nodes``; ``namei`` and ``copy_up`` only those
+(``fs`` for annotations); then ``inode``, ``readdir``, ``dir``, ``file``;
+``ops`` on top. The overlay format itself is ``layerfs._overlayfmt``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,11 @@ import stat
 import threading
 from collections.abc import Sequence
 
-from .inode import NodeTable
+from layerfs._overlayfmt.lower import dir_layers
+from layerfs._overlayfmt.marks import opaque_xattr
+from layerfs._sys.tree import remove_tree
+
+from .nodes import NodeTable
 
 __all__ = ["Config", "UnionFS"]
 
@@ -90,9 +99,8 @@ class UnionFS:
             if config.work
             else b""
         )
-        prefix = config.xattr_prefix.encode()
-        self.opaque_xattr = prefix + b"overlay.opaque"
-        self.own_xattr_prefix = prefix + b"overlay."
+        self.opaque_xattr = opaque_xattr(config.xattr_prefix).encode()
+        self.own_xattr_prefix = config.xattr_prefix.encode() + b"overlay."
         self.nodes = NodeTable()
         self.lock = self.nodes.lock
         self.handles: dict[int, object] = {}
@@ -103,11 +111,8 @@ class UnionFS:
         self.backing_open: object | None = None
         self.backing_close: object | None = None
         root_st = os.stat(roots[0])
-        from .namei import dir_layers
-
-        self.nodes.add(
-            None, b"", 0, dir_layers(self, b"", range(len(roots))), stat.S_IFDIR, root_st.st_ino, 1
-        )
+        root_layers = dir_layers(roots, b"", range(len(roots)), self.opaque_xattr)
+        self.nodes.add(None, b"", 0, root_layers, stat.S_IFDIR, root_st.st_ino, 1)
         self.nodes.by_id[1].nlookup = 1
         #: the upper directory is on a read-only filesystem: writes fail with EROFS.
         self.upper_readonly = bool(self.has_upper and os.statvfs(roots[0]).f_flag & os.ST_RDONLY)
@@ -120,7 +125,7 @@ class UnionFS:
         os.chmod(self.work, 0o700)
         for entry in os.scandir(self.work):
             log.info("removing leftover %s from the workdir", os.fsdecode(entry.path))
-            _remove_tree(entry.path)
+            remove_tree(entry.path)
 
     def new_fh(self, handle: object) -> int:
         """Store an open handle and return its number."""
@@ -141,20 +146,3 @@ class UnionFS:
         if not self.has_upper or self.upper_readonly:
             raise OSError(errno.EROFS, "read-only union")
         return self.roots[0] + path
-
-
-def _remove_tree(path: bytes) -> None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        os.chmod(path, 0o700)
-        for entry in os.scandir(path):
-            _remove_tree(entry.path)
-        os.rmdir(path)
-    else:
-        os.unlink(path)
-
-
-remove_tree = _remove_tree

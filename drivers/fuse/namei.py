@@ -5,7 +5,8 @@ first hit decides: a character device 0/0 is a whiteout (the name is
 deleted, nothing below shows), a non-directory hides everything below, a
 directory merges with same-named directories further down until one of
 them is opaque (``<prefix>overlay.opaque`` = ``y``) or a non-directory or
-whiteout stops the descent.
+whiteout stops the descent. What a whiteout and an opaque mark are is
+``layerfs._overlayfmt``'s business; this module walks the node layers.
 """
 
 from __future__ import annotations
@@ -16,34 +17,17 @@ import stat
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from layerfs._overlayfmt import lower
+from layerfs._overlayfmt.lower import lstat_or_none as _lstat
+from layerfs._overlayfmt.marks import is_opaque, is_whiteout
+
 if TYPE_CHECKING:
     from .fs import UnionFS
 
-__all__ = ["is_whiteout", "is_opaque", "resolve", "dir_layers", "lower_positive"]
+__all__ = ["is_whiteout", "resolve", "dir_layers", "lower_positive"]
 
-_S_IFCHR = stat.S_IFCHR
 _S_IFMT = 0o170000
 _S_IFDIR = stat.S_IFDIR
-
-
-def is_whiteout(st: os.stat_result) -> bool:
-    """True for overlay's whiteout: a character device with device number 0/0."""
-    return (st.st_mode & _S_IFMT) == _S_IFCHR and st.st_rdev == 0
-
-
-def is_opaque(fs: UnionFS, real: bytes) -> bool:
-    """True when the real directory carries the opaque xattr set to ``y``."""
-    try:
-        return os.getxattr(real, fs.opaque_xattr, follow_symlinks=False) == b"y"
-    except OSError:
-        return False
-
-
-def _lstat(path: bytes) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
 
 
 def dir_layers(fs: UnionFS, path: bytes, candidates: Iterable[int]) -> tuple[int, ...]:
@@ -51,18 +35,7 @@ def dir_layers(fs: UnionFS, path: bytes, candidates: Iterable[int]) -> tuple[int
 
     The first candidate where ``path`` exists must hold a directory.
     """
-    found: list[int] = []
-    for li in candidates:
-        real = fs.roots[li] + path
-        st = _lstat(real)
-        if st is None:
-            continue
-        if (st.st_mode & _S_IFMT) != _S_IFDIR:
-            break
-        found.append(li)
-        if is_opaque(fs, real):
-            break
-    return tuple(found)
+    return lower.dir_layers(fs.roots, path, candidates, fs.opaque_xattr)
 
 
 def resolve(
@@ -83,12 +56,11 @@ def resolve(
         st = _lstat(roots[li] + path)
         if st is None:
             continue
-        mode = st.st_mode & _S_IFMT
-        if mode == _S_IFCHR and st.st_rdev == 0:
+        if is_whiteout(st):
             return None
-        if mode != _S_IFDIR:
+        if (st.st_mode & _S_IFMT) != _S_IFDIR:
             return li, (), st
-        if is_opaque(fs, roots[li] + path) or i + 1 == len(parent_layers):
+        if is_opaque(roots[li] + path, fs.opaque_xattr) or i + 1 == len(parent_layers):
             return li, (li,), st
         return li, (li, *dir_layers(fs, path, parent_layers[i + 1 :])), st
     return None

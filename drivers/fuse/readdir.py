@@ -14,6 +14,8 @@ import os
 import stat
 from typing import TYPE_CHECKING
 
+from layerfs._overlayfmt.marks import is_whiteout
+
 from .inode import Node
 
 if TYPE_CHECKING:
@@ -62,7 +64,7 @@ def _scan(fs: UnionFS, node: Node, want_types: bool) -> list[tuple[bytes, int, i
                     dtype = DT_LNK
                 else:
                     st = entry.stat(follow_symlinks=False)
-                    if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                    if is_whiteout(st):
                         continue  # whiteout: hides lower names, not listed
                     dtype = stat.S_IFMT(st.st_mode) >> 12
                 if want_types:

@@ -10,17 +10,16 @@ import logging
 import os
 import stat
 
+from layerfs._overlayfmt import marks
 from layerfs._sys import fsops
 
 log = logging.getLogger("layerfs.fuse.upper")
-
-_WHITEOUT_MODE = stat.S_IFCHR | 0o000
 
 
 def do_whiteout(path: bytes) -> None:
     """Create a whiteout (character device 0/0) at ``path``."""
     log.debug("whiteout %r", path)
-    os.mknod(path, _WHITEOUT_MODE, os.makedev(0, 0))
+    marks.make_whiteout(path)
 
 
 def do_mkdir(path: bytes, mode: int) -> None:
@@ -53,7 +52,7 @@ def do_rmdir(path: bytes) -> None:
 def do_set_opaque(path: bytes, xattr: bytes) -> None:
     """Mark directory ``path`` opaque."""
     log.debug("opaque %r", path)
-    os.setxattr(path, xattr, b"y", follow_symlinks=False)
+    marks.set_opaque(path, xattr)
 
 
 def do_set_owner(path: bytes, uid: int, gid: int, mode: int | None) -> None:
@@ -70,7 +69,6 @@ def clear_whiteouts(path: bytes) -> None:
         OSError: ENOTEMPTY when something else is in it.
     """
     for entry in os.scandir(path):
-        st = entry.stat(follow_symlinks=False)
-        if not (stat.S_ISCHR(st.st_mode) and st.st_rdev == 0):
+        if not marks.is_whiteout(entry.stat(follow_symlinks=False)):
             raise OSError(39, "directory not empty")  # ENOTEMPTY
         do_unlink(entry.path)

@@ -1,8 +1,8 @@
 """The ``overlay`` driver: kernel overlayfs snapshots.
 
-Modules: ``layout`` (on-disk layout, shared with the ``fuse`` driver),
-``probe`` (kernel and backing-filesystem facts), ``mounting`` (new mount
-API and ``mount(2)`` paths), ``driver`` (the ``Driver`` subclass).
+Modules: ``probe`` (kernel and backing-filesystem facts), ``mounting`` (new mount
+API and ``mount(2)`` paths), ``driver`` (the ``Driver`` subclass). The on-disk layout, shared with the
+``fuse`` driver, is ``layerfs._overlayfmt.layout``.
 """
 
 from .driver import OverlayDriver as OverlayDriver

@@ -3,8 +3,8 @@
 A committed layer is a plain directory tree (its upper dir, frozen); an
 active snapshot is an overlay of its parents with its own upper dir; a view
 of one layer is a read-only bind mount of that layer, and a view of several
-is a read-only overlay with no upper dir. See ``layout`` for the files on
-disk and ``probe`` for the kernel facts relied on.
+is a read-only overlay with no upper dir. See ``layerfs._overlayfmt`` for the files
+on disk and ``probe`` for the kernel facts relied on.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from pathlib import Path
 
 from layerfs import errors
 from layerfs._mounting import mount_one, unmount_all
+from layerfs._overlayfmt.layout import OVERLAY_MAX_LOWERS, Layout, rmtree, xattr_prefix
 from layerfs._sys import mount as sysmount
 from layerfs._types import Kind, Mount, Usage
 from layerfs.driver import DiffDir, Driver, DriverState, SnapshotRef
 
 from . import mounting, probe
-from .layout import OVERLAY_MAX_LOWERS, Layout, rmtree, xattr_prefix
 
 __all__ = ["OverlayDriver", "OverlayOptions"]
 

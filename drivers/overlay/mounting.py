@@ -18,10 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from layerfs import errors
+from layerfs._overlayfmt.layout import escape_option_path
 from layerfs._sys import mount as sysmount
 from layerfs._sys.newmount import MOUNT_ATTR_RDONLY, FsContext
-
-from .layout import escape_option_path
 
 __all__ = ["mount_new_api", "mount_legacy", "OverlayParams"]
 

@@ -29,13 +29,13 @@ Facts relied on, with the kernel version each appeared in:
 from __future__ import annotations
 
 import dataclasses
-import errno
 import os
 import platform
 import re
 import tempfile
 from pathlib import Path
 
+from layerfs._overlayfmt.filesystem import existing_ancestor, fs_name, instead, xattr_problem
 from layerfs._sys import fsinfo
 from layerfs._sys.newmount import FsContext
 from layerfs.driver import is_privileged
@@ -46,7 +46,6 @@ __all__ = [
     "unavailable_reason",
     "kernel_version",
     "backing_fs_problem",
-    "format_problem",
 ]
 
 _PARAMS = Path("/sys/module/overlay/parameters")
@@ -71,84 +70,19 @@ def overlay_in_kernel() -> bool:
     return mods.is_dir()
 
 
-def _existing(path: Path) -> Path:
-    p = Path(os.path.abspath(path))
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
-
-
-_WHERE_INSTEAD = (
-    "put the store root on a real or loop-backed filesystem (ext4, xfs, btrfs or tmpfs)"
-)
-
-
-def _instead(fs: str) -> str:
-    if fs == "overlay":
-        # The common case: a store under a container's own root filesystem.
-        return _WHERE_INSTEAD + ", e.g. a volume mounted into the container"
-    return _WHERE_INSTEAD
-
-
-def _fs_name(where: Path) -> str:
-    return fsinfo.fs_type_name(fsinfo.fs_type(str(where)))
-
-
-def xattr_problem(where: Path, fs: str) -> str | None:
-    """Say why the filesystem of ``where`` cannot hold overlay xattrs, or None.
-
-    Asks for ``<prefix>overlay.opaque`` (``trusted.`` when privileged,
-    ``user.`` when not): "no such attribute" means the namespace works,
-    EOPNOTSUPP that the filesystem has no such xattrs (ramfs; tmpfs before
-    Linux 6.6 for ``user.``). Creates nothing.
-    """
-    prefix = "trusted." if is_privileged() else "user."
-    try:
-        os.getxattr(where, prefix + "overlay.opaque")
-    except OSError as exc:
-        if exc.errno in (errno.EOPNOTSUPP, errno.ENOTSUP):
-            return (
-                f"the {fs} filesystem holding {where} has no {prefix}* xattrs, which mark "
-                f"opaque directories in overlay-format layers; {_instead(fs)}"
-            )
-    return None
-
-
-def format_problem(path: Path) -> str | None:
-    """Say why overlay-format layers (shared by ``overlay`` and ``fuse``) cannot live at ``path``.
-
-    Such layers are directories with whiteouts as 0/0 character devices and
-    ``overlay.*`` xattrs on opaque directories. On overlayfs itself (a
-    container's root filesystem) a 0/0 device created through the mount
-    turns into a whiteout and vanishes, and the ``overlay.*`` xattrs are
-    reserved; other filesystems may have no xattrs at all. Creates nothing.
-    """
-    where = _existing(path)
-    try:
-        fs = _fs_name(where)
-    except OSError as exc:
-        return f"cannot statfs {where}: {exc.strerror}"
-    if fs == "overlay":
-        return (
-            f"{where} is on overlay, which hides the whiteouts and refuses the overlay.* "
-            f"xattrs that overlay-format layers are made of; {_instead(fs)}"
-        )
-    return xattr_problem(where, fs)
-
-
 def backing_fs_problem(path: Path) -> str | None:
     """Say why the filesystem holding ``path`` cannot be overlay's upper, or None.
 
     Checks the filesystem type, xattr support and, when ``path`` (or the
     nearest existing ancestor) has entries, d_type support. Creates nothing.
     """
-    where = _existing(path)
+    where = existing_ancestor(path)
     try:
-        name = _fs_name(where)
+        name = fs_name(where)
     except OSError as exc:
         return f"cannot statfs {where}: {exc.strerror}"
     if name in _REFUSED_UPPER:
-        return f"{where} is on {name}, which overlayfs cannot use as upper layer; {_instead(name)}"
+        return f"{where} is on {name}, which overlayfs cannot use as upper layer; {instead(name)}"
     try:
         dtype = fsinfo.dir_has_dtype(str(where))
     except OSError:
@@ -157,7 +91,7 @@ def backing_fs_problem(path: Path) -> str | None:
         return (
             f"the {name} filesystem holding {where} has no d_type support "
             f"(xfs needs ftype=1, ext4 the filetype feature), which overlayfs needs; "
-            f"{_instead(name)}"
+            f"{instead(name)}"
         )
     return xattr_problem(where, name)
 

@@ -1,4 +1,4 @@
-"""ioctls on /dev/fuse, the mount(2) of a FUSE filesystem, and FICLONE.
+"""ioctls on /dev/fuse and the mount(2) of a FUSE filesystem (reflinks: ``clone``).
 
 Facts this module relies on:
 
@@ -33,7 +33,6 @@ from .libc import check, libc
 FUSE_DEV_IOC_CLONE = 0x8004E500
 FUSE_DEV_IOC_BACKING_OPEN = 0x4010E501
 FUSE_DEV_IOC_BACKING_CLOSE = 0x4004E502
-FICLONE = 0x40049409
 
 CONNECTIONS = "/sys/fs/fuse/connections"
 
@@ -152,15 +151,6 @@ def abort_connection(name: str) -> bool:
         return True
     except FileNotFoundError:
         return False
-
-
-def ficlone(dst_fd: int, src_fd: int) -> None:
-    """Make ``dst_fd`` share all extents of ``src_fd`` (reflink).
-
-    Raises:
-        OSError: EOPNOTSUPP/EINVAL/EXDEV when the filesystem cannot reflink.
-    """
-    fcntl.ioctl(dst_fd, FICLONE, src_fd)
 
 
 def ensure_fusectl() -> bool:

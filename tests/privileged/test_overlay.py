@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from layerfs.drivers.overlay import OverlayDriver, probe
-from layerfs.drivers.overlay.layout import OVERLAY_MAX_LOWERS
 
 from layerfs import errors
 from layerfs._mounting import unmount_all
+from layerfs._overlayfmt.layout import OVERLAY_MAX_LOWERS
 from layerfs._sys import mount as sysmount
 from layerfs._types import Kind
 from layerfs.driver import SnapshotRef, is_privileged

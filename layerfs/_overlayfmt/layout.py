@@ -1,4 +1,4 @@
-"""The on-disk layout shared by the ``overlay`` and ``fuse`` drivers.
+"""The driver home of an overlay-format driver, shared by ``overlay`` and ``fuse``.
 
 Both drivers keep snapshots in overlayfs format, so a layer written through
 one mounts under the other. Under the driver home::
@@ -25,7 +25,6 @@ what stays in ``trash/`` is retried by later removals and ``check``.
 from __future__ import annotations
 
 import base64
-import errno
 import os
 import secrets
 import stat
@@ -33,6 +32,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from layerfs import errors
+from layerfs._sys.tree import remove_tree
 from layerfs._types import Kind, Usage
 from layerfs.driver import DiffDir, DriverState, SnapshotRef, is_privileged
 
@@ -84,74 +84,19 @@ def xattr_prefix(state: DriverState) -> str:
     return prefix
 
 
-def _chmod_writable(path: str) -> None:
-    try:
-        mode = os.lstat(path).st_mode
-        if stat.S_ISDIR(mode):
-            os.chmod(path, stat.S_IMODE(mode) | stat.S_IRWXU)
-    except OSError:
-        pass
-
-
 def rmtree(path: Path) -> list[str]:
-    """Delete ``path`` recursively, doing as much as it can.
-
-    Unlike ``shutil.rmtree`` it makes mode-0 directories writable first
-    (overlay creates ``work/work`` with mode 000) and does not stop at the
-    first error: a directory pinned by a mount in another namespace
-    (``EBUSY``) is left and the rest deleted.
+    """Delete ``path`` recursively, doing as much as it can (see ``_sys.tree``).
 
     Returns:
         One line per path it could not delete (empty when all is gone).
     """
     failed: list[str] = []
-    top = str(path)
-    try:
-        st = os.lstat(top)
-    except FileNotFoundError:
-        return failed
-    except OSError as exc:
-        return [f"{top}: {exc.strerror}"]
-    if not stat.S_ISDIR(st.st_mode):
-        try:
-            os.unlink(top)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            failed.append(f"{top}: {exc.strerror}")
-        return failed
-    _rmtree_dir(top, failed)
+
+    def note(where: str | bytes, exc: OSError) -> None:
+        failed.append(f"{os.fsdecode(where)}: {exc.strerror}")
+
+    remove_tree(path, on_error=note)
     return failed
-
-
-def _rmtree_dir(top: str, failed: list[str]) -> None:
-    _chmod_writable(top)
-    try:
-        entries = list(os.scandir(top))
-    except OSError as exc:
-        failed.append(f"{top}: {exc.strerror}")
-        entries = []
-    for entry in entries:
-        try:
-            is_dir = entry.is_dir(follow_symlinks=False)
-        except OSError:
-            is_dir = False
-        if is_dir:
-            _rmtree_dir(entry.path, failed)
-            continue
-        try:
-            os.unlink(entry.path)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            failed.append(f"{entry.path}: {exc.strerror}")
-    try:
-        os.rmdir(top)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        if exc.errno != errno.ENOTEMPTY or not failed:
-            failed.append(f"{top}: {exc.strerror}")
 
 
 class Layout:

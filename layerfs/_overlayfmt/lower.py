@@ -1,43 +1,51 @@
-"""Lookups through a stack of overlay-format layers (whiteouts and opaque dirs).
+"""Reading a stack of overlay-format layers: lookups and merged listings.
 
-Facts of overlayfs's format that these functions rely on (kernel overlayfs
-with ``index=off``, ``redirect_dir=off``, ``metacopy=off``):
-
-- a deleted name is a character device with device number 0/0;
-- a directory whose ``<prefix>overlay.opaque`` xattr is ``y`` hides every
-  entry below it in the layers underneath;
-- a non-directory hides everything below its name in the layers underneath.
+Layers are given top first. A whiteout ends the search for its name, a
+non-directory hides what is below its name, an opaque directory hides the
+layers below it (see the package docstring).
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import AnyStr
+
+from .marks import is_opaque, is_whiteout
+
+__all__ = ["lstat_or_none", "lookup", "merged_entries", "merged_names", "dir_layers"]
 
 
-def is_whiteout(st: os.stat_result) -> bool:
-    """True for overlay's whiteout: a character device 0/0."""
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
-
-
-def is_opaque(path: str, opaque_xattr: str) -> bool:
-    """True when the directory ``path`` carries the opaque xattr set to ``y``."""
-    try:
-        return os.getxattr(path, opaque_xattr, follow_symlinks=False) == b"y"
-    except OSError as exc:
-        if exc.errno in (errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOENT):
-            return False
-        raise
-
-
-def _lstat(path: str) -> os.stat_result | None:
+def lstat_or_none(path: str | bytes) -> os.stat_result | None:
+    """``lstat`` of ``path``, or None when it (or a directory above it) is not there."""
     try:
         return os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
+
+
+def dir_layers(
+    roots: Sequence[AnyStr], path: AnyStr, candidates: Iterable[int], opaque_xattr: AnyStr
+) -> tuple[int, ...]:
+    """Indexes among ``candidates`` whose ``roots[i] + path`` merges into one directory.
+
+    Candidates are taken in order: absent ones are skipped, the first that
+    holds a non-directory ends the list, an opaque directory is the last one.
+    """
+    found: list[int] = []
+    for li in candidates:
+        real = roots[li] + path
+        st = lstat_or_none(real)
+        if st is None:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            break
+        found.append(li)
+        if is_opaque(real, opaque_xattr):
+            break
+    return tuple(found)
 
 
 def lookup(layers: Sequence[Path], parts: Sequence[str], opaque_xattr: str) -> str | None:
@@ -55,7 +63,7 @@ def lookup(layers: Sequence[Path], parts: Sequence[str], opaque_xattr: str) -> s
         hidden_below = False
         for depth, part in enumerate(parts):
             cur = os.path.join(cur, part)
-            st = _lstat(cur)
+            st = lstat_or_none(cur)
             if st is None:
                 break
             if is_whiteout(st):
@@ -87,7 +95,7 @@ def merged_entries(
         present = True
         for part in parts:
             cur = os.path.join(cur, part)
-            st = _lstat(cur)
+            st = lstat_or_none(cur)
             if st is None:
                 present = False
                 break

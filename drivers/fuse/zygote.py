@@ -16,10 +16,11 @@ Facts the design rests on:
   running (they are reparented) and the next mount starts a new zygote.
 - A server is forked from the zygote, never from the caller: it inherits
   no state of the runtime that asked for the mount. It does inherit the
-  zygote's credentials, namespaces and root, so the zygote serves only
-  callers with the same effective uid (``SO_PEERCRED``) and the same
-  mount, pid and user namespaces and root directory; anyone else gets a
-  refusal and ``launch`` starts a fresh server as before.
+  zygote's credentials, namespaces, root and cgroup, so the zygote
+  serves only callers with the same effective uid (``SO_PEERCRED``),
+  mount, pid and user namespaces, root directory and cgroup; anyone else
+  gets a refusal and ``launch`` starts a fresh server as before (a
+  caller refused once, or whose zygote cannot start, asks no more).
 - Lifetime: a client (the fuse driver of an open store) keeps one
   connection; the zygote exits as soon as it has neither a connection
   nor a live server, so closing the last store that mounted through it,
@@ -75,7 +76,12 @@ class Refused(Exception):
 
 
 def identity() -> list[str]:
-    """What a forked server inherits that must match the caller's: namespaces and root."""
+    """What a forked server inherits that must match the caller's.
+
+    The namespaces and root it mounts and resolves paths in, and the
+    cgroup it is accounted (and killed) with: a fresh server would have
+    the caller's.
+    """
     out = []
     for ns in ("mnt", "pid", "user"):
         try:
@@ -84,6 +90,11 @@ def identity() -> list[str]:
             out.append("?")
     st = os.stat("/")
     out.append(f"root:{st.st_dev}:{st.st_ino}")
+    try:
+        with open("/proc/self/cgroup") as f:
+            out.append(f.read().strip())
+    except OSError:
+        out.append("?")
     return out
 
 
@@ -137,6 +148,7 @@ class Client:
         self._sock: socket.socket | None = None
         self._owner = 0  # the pid that opened _sock
         self._zygote = 0
+        self._refused = ""  # why this caller never gets a forked server
 
     def spawn(self, argv: Sequence[str], ready_fd: int) -> int:
         """Have the zygote fork a server for ``argv``, writing its ready line to ``ready_fd``.
@@ -149,8 +161,14 @@ class Client:
             Refused: nothing was forked; start a fresh server instead.
         """
         with self._lock:
+            if self._refused:
+                raise Refused(self._refused)
             for attempt in range(2):
-                sock = self._connected()
+                try:
+                    sock = self._connected()
+                except (Refused, OSError) as exc:
+                    self._refused = str(exc)
+                    raise Refused(self._refused) from exc
                 try:
                     _send(sock, {"op": "spawn", "argv": list(argv)}, [ready_fd])
                 except OSError as exc:
@@ -288,59 +306,6 @@ def _preload() -> None:
     from . import server  # pulls in fs, ops, session and the union logic
 
     server._parser()
-
-
-def _warm_up(run_dir: str) -> None:
-    """Serve a throwaway union for a moment, so the servers' code runs warm from the start.
-
-    Python specialises a function's bytecode in place after its first calls
-    and creates some state lazily; done here once, it is shared by every
-    forked server instead of written again (and so copied) in each.
-    Best effort: a failure only costs memory later.
-    """
-    import shutil
-    import tempfile
-
-    from layerfs._sys import mount as sysmount
-
-    from .fs import Config
-    from .server import Server
-
-    base = tempfile.mkdtemp(prefix=".warm-", dir=run_dir)
-    try:
-        lower, upper, work, target = (os.path.join(base, n) for n in ("l", "u", "w", "m"))
-        for d in (lower, upper, work, target):
-            os.mkdir(d)
-        os.mkdir(os.path.join(lower, "d"))
-        with open(os.path.join(lower, "d", "f"), "w") as f:
-            f.write("x")
-        prefix = "trusted." if os.geteuid() == 0 else "user."
-        srv = Server(Config([lower], upper, work, prefix, threads=1), target)
-        srv.start()
-        t = threading.Thread(target=srv.serve, daemon=True)
-        t.start()
-        try:
-            for i in range(20):
-                d = os.path.join(target, "d")
-                os.listdir(d)
-                with open(os.path.join(d, "f")) as f:
-                    f.read()
-                new = os.path.join(d, f"n{i}")
-                with open(new, "w") as f:
-                    f.write("y")
-                os.stat(new)
-                os.rename(new, new + "r")
-                os.unlink(new + "r")
-                os.mkdir(new)
-                os.rmdir(new)
-        finally:
-            with contextlib.suppress(OSError):
-                sysmount.umount(target, sysmount.MNT_DETACH)
-            t.join(5)
-    except OSError:
-        pass
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 class Zygote:
@@ -516,7 +481,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         _preload()
-        _warm_up(run_dir)
         zygote = Zygote(run_dir)
         zygote.bind()
     except (OSError, ImportError) as exc:

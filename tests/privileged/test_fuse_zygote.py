@@ -200,3 +200,40 @@ def test_bad_arguments_are_refused_without_harm(tmp_path: Path) -> None:
         (zyg,) = _zygotes(tmp_path, run)
         client.close()
     assert _gone(zyg)
+
+
+def test_another_user_cannot_have_servers_forked(store: layerfs.Store, tmp_path: Path) -> None:
+    """A forked server runs with the zygote's credentials: nobody else may ask for one."""
+    root = tmp_path / "root"
+    store.prepare("a", "img")
+    store.mount("a")
+    run = root / "fuse" / "run"
+    os.chmod(run, 0o755)  # even with the directory open, the socket and its check hold
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        verdict = b"?"
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                sock = zygote.Client(str(run))._try_connect()
+            except OSError:
+                sock = None  # the store's directories are closed to others
+            if sock is None:
+                verdict = b"no connection"
+            else:
+                try:
+                    zygote._send(sock, {"op": "hello", "identity": zygote.identity()})
+                    reply, _ = zygote._recv(sock)
+                    verdict = b"answered" if reply else b"closed"
+                except OSError:
+                    verdict = b"closed"
+        finally:
+            os.write(w, verdict)
+            os._exit(0)
+    os.close(w)
+    os.waitpid(child, 0)
+    verdict = os.read(r, 100)
+    os.close(r)
+    assert verdict in (b"no connection", b"closed")

@@ -395,6 +395,8 @@ class Zygote:
                 os.close(x)
         with contextlib.suppress(OSError):
             _send(conn, reply)
+        if "pid" in reply:
+            _settle()  # after answering: the caller does not wait for it
 
     def _handle(self, poller: select.poll, msg: dict[str, object], fds: list[int]) -> dict:
         op = msg.get("op")
@@ -431,8 +433,6 @@ class Zygote:
 
         # Parsed here, not in the server: parsing dirties hundreds of KiB of shared pages.
         args = server._parse([*argv, "--ready-fd", str(ready_fd)])
-        gc.collect()
-        gc.freeze()  # what exists now stays shared: the child's collections skip it
         pid = os.fork()
         if pid:
             return pid
@@ -449,6 +449,16 @@ class Zygote:
             status = server.main_parsed(args)
         finally:
             os._exit(status)
+
+
+def _settle() -> None:
+    """Collect this zygote's garbage, then freeze the rest for the next fork.
+
+    Frozen objects stay shared: a forked server's collections skip them
+    instead of writing to (and so copying) their pages.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -481,6 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         _preload()
+        _settle()
         zygote = Zygote(run_dir)
         zygote.bind()
     except (OSError, ImportError) as exc:

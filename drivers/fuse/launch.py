@@ -1,11 +1,12 @@
 """Start, stop and check server processes, one per mounted union.
 
-A server is a daemon (own session) so it outlives neither more nor less
-than its mount. It is forked by the store's fork server (``zygote``) when
-the caller has one, else started as a fresh interpreter (double fork): it exits when the mount is unmounted and
-released, or when its connection is aborted. The starter waits on a pipe
-for the server's ready line, so ``start`` returns only once the mount
-answers requests, and fails with the server's errno otherwise.
+A server is a daemon (own session), forked by the store's fork server
+(``zygote``) when the caller has one, else started as a fresh interpreter
+(double fork). It outlives neither more nor less than its mount: it exits
+when the mount is unmounted and released, or when its connection is
+aborted. The starter waits on a pipe for the server's ready line, so
+``start`` returns only once the mount answers requests, and fails with
+the server's errno otherwise.
 
 Stopping detaches the mount lazily, then waits for the server to exit; a
 server that does not (files still open under a detached mount, or a hung

@@ -4,8 +4,8 @@ Layering (lowest first): ``protocol`` (wire format) and ``session`` (the
 ``/dev/fuse`` connection) know nothing of layers; ``namei``, ``copy_up``,
 ``dir``, ``readdir``, ``inode``, ``file`` and ``upper`` implement overlay
 semantics on real directories and know nothing of FUSE; ``ops`` maps
-requests onto them; ``server``, ``launch`` and ``mount_helper`` run it;
-``driver`` plugs it into the store.
+requests onto them; ``server``, ``launch``, ``zygote`` (the per-store fork
+server) and ``mount_helper`` run it; ``driver`` plugs it into the store.
 """
 
 from __future__ import annotations

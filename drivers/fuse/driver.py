@@ -22,7 +22,7 @@ from layerfs._overlayfmt.layout import Layout, escape_option_path, xattr_prefix
 from layerfs._types import Kind, Mount, Usage
 from layerfs.driver import DiffDir, Driver, DriverState, SnapshotRef
 
-from . import launch
+from . import launch, zygote
 from .fs import Config
 from .options import FuseOptions
 
@@ -45,6 +45,7 @@ class FuseDriver(Driver):
         self.run_dir = self.home / "run"
         self._prefix: str | None = None
         self._probe: dict[str, object] | None = None
+        self._zygote: zygote.Client | None = None
 
     @classmethod
     def unavailable_reason(cls, root: Path) -> str | None:
@@ -161,8 +162,12 @@ class FuseDriver(Driver):
         """
         tgt = str(target)
         launch.cleanup(tgt)
-        info = launch.start(self._config(snap), tgt, source=f"layerfs:{snap.id}")
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self._zygote is None:
+            self._zygote = zygote.Client(str(self.run_dir))
+        info = launch.start(
+            self._config(snap), tgt, source=f"layerfs:{snap.id}", zygote=self._zygote
+        )
         rec = {
             "id": snap.id,
             "pid": info.pid,
@@ -231,7 +236,13 @@ class FuseDriver(Driver):
         return problems
 
     def close(self) -> None:
-        """Nothing held: servers are separate processes tied to their mounts."""
+        """Drop the fork server connection: the zygote exits once no store and no server needs it.
+
+        Servers are separate processes tied to their mounts; they stay.
+        """
+        if self._zygote is not None:
+            self._zygote.close()
+            self._zygote = None
 
 
 def _server_of(rec: Mapping[str, object]) -> launch.ServerInfo:

@@ -1,10 +1,12 @@
 """Start, stop and check server processes, one per mounted union.
 
-A server is a daemon (double fork, own session) so it outlives neither
-more nor less than its mount: it exits when the mount is unmounted and
-released, or when its connection is aborted. The starter waits on a pipe
-for the server's ready line, so ``start`` returns only once the mount
-answers requests, and fails with the server's errno otherwise.
+A server is a daemon (own session), forked by the store's fork server
+(``zygote``) when the caller has one, else started as a fresh interpreter
+(double fork). It outlives neither more nor less than its mount: it exits
+when the mount is unmounted and released, or when its connection is
+aborted. The starter waits on a pipe for the server's ready line, so
+``start`` returns only once the mount answers requests, and fails with
+the server's errno otherwise.
 
 Stopping detaches the mount lazily, then waits for the server to exit; a
 server that does not (files still open under a detached mount, or a hung
@@ -40,6 +42,7 @@ from layerfs._sys import mount as sysmount
 from . import fusermount
 from .fs import Config
 from .mountinfo import connection_of
+from .zygote import Client, Refused
 
 __all__ = ["ServerInfo", "start", "stop", "probe", "cleanup", "argv_for"]
 
@@ -88,6 +91,7 @@ def argv_for(
     log_file: str | None = None,
 ) -> list[str]:
     """The command line that serves ``config`` on ``target``."""
+    # The first three words are the interpreter's; a zygote takes the rest.
     argv = [sys.executable, "-m", "layerfs.drivers.fuse.server", target]
     argv += ["--lowerdir", ":".join(config.lowers)]
     if config.upper:
@@ -109,8 +113,13 @@ def start(
     stats_file: str | None = None,
     log_file: str | None = None,
     timeout: float = START_TIMEOUT,
+    zygote: Client | None = None,
 ) -> ServerInfo:
     """Mount ``config`` on ``target`` through a new daemonised server.
+
+    With ``zygote``, the server is forked by that store's fork server
+    (milliseconds); when the zygote cannot serve this caller, a fresh
+    interpreter starts it as without one.
 
     Raises:
         errors.Unsupported: no /dev/fuse or no permission to mount.
@@ -120,22 +129,40 @@ def start(
     target = os.path.realpath(target)
     if os.geteuid() == 0:
         fuse_dev.ensure_fusectl()
+    # Absolute paths: a forked server runs in the zygote's working directory.
+    config = dataclasses.replace(
+        config,
+        lowers=[os.path.abspath(x) for x in config.lowers],
+        upper=config.upper and os.path.abspath(config.upper),
+        work=config.work and os.path.abspath(config.work),
+    )
+    stats_file = stats_file and os.path.abspath(stats_file)
+    log_file = log_file and os.path.abspath(log_file)
     r, w = os.pipe()
     argv = argv_for(config, target, source=source, stats_file=stats_file, log_file=log_file)
-    argv += ["--daemon", "--ready-fd", str(w)]
+    proc = None
     try:
-        proc = subprocess.Popen(argv, pass_fds=(w,), stdin=subprocess.DEVNULL)
+        if zygote is not None:
+            try:
+                zygote.spawn(argv[3:], w)
+            except (Refused, OSError):
+                zygote = None
+        if zygote is None:
+            proc = subprocess.Popen(
+                [*argv, "--daemon", "--ready-fd", str(w)], pass_fds=(w,), stdin=subprocess.DEVNULL
+            )
     except OSError as exc:
         os.close(r)
-        os.close(w)
         raise errors.from_oserror(exc, f"start the fuse server for {target}") from exc
-    os.close(w)
+    finally:
+        os.close(w)
     try:
         line = _read_line(r, timeout)
     finally:
         os.close(r)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
     parts = line.split(" ", 2)
     if parts[0] == "ok" and len(parts) == 3:
         pid = int(parts[1])

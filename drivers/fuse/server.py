@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import functools
 import json
 import logging
 import os
@@ -88,7 +89,9 @@ class Server:
         return {"requests": counts, "init": info}
 
 
-def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    # Built once: a zygote builds it before forking, so servers share it.
     ap = argparse.ArgumentParser(prog="layerfs-fuse-server", description=__doc__)
     ap.add_argument("target")
     ap.add_argument("--lowerdir", default="", help="lower dirs, nearest first, ':'-separated")
@@ -103,7 +106,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--log-file")
     ap.add_argument("--daemon", action="store_true")
     ap.add_argument("--debug", action="store_true")
-    return ap.parse_args(argv)
+    return ap
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    return _parser().parse_args(argv)
 
 
 def _tell(fd: int, line: str) -> None:
@@ -150,7 +157,11 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m layerfs.drivers.fuse.server``."""
-    args = _parse(argv)
+    return main_parsed(_parse(argv))
+
+
+def main_parsed(args: argparse.Namespace) -> int:
+    """``main`` for arguments already parsed (a zygote parses before it forks)."""
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         filename=args.log_file,

@@ -30,6 +30,7 @@ TINY = {
     "diff": {"changed": (10, 30)},
     "scale": {"count": 10},
     "space": {"files": 4, "file": 16 << 10, "write": 1 << 20},
+    "memory": {"counts": (1, 3)},
 }
 
 
@@ -115,6 +116,40 @@ def test_other_columns_run_the_mounting_workloads(column: str, tmp_path: Path) -
         assert extra is not None
         if column == "overlay":
             assert extra < TINY["density"]["file"] / (1 << 20) / 2
+    finally:
+        assert reg.run_all() == []
+        assert cl.mounts_below(workdir) == []
+        assert cl.loops_below(workdir) == []
+
+
+@pytest.mark.parametrize("column", ["overlay", "fuse", "fuse-nopt", "fuse-overlayfs"])
+def test_memory_counts_the_processes_that_serve_a_column(column: str, tmp_path: Path) -> None:
+    """Kernel mounts cost no process; FUSE columns are charged for every server they run."""
+    from layerfs.benchmarks.columns import driver_reasons, missing_reason, spec
+
+    workdir = tmp_path / "scratch"
+    workdir.mkdir()
+    why = missing_reason(spec(column), driver_reasons(workdir))
+    if why is not None:
+        pytest.skip(f"{column}: {why}")
+    reg = cl.Cleanup(workdir)
+    try:
+        native_fs = make_scratch_fs(reg, workdir, "native", "ext4", 1 << 30)
+        fs = make_scratch_fs(reg, workdir, column, "ext4", 1 << 30)
+        targets = [build(spec("native"), native_fs, reg), build(spec(column), fs, reg)]
+        wl = load("memory")(Context("quick", tmp_path, drop_caches))
+        wl.size.update(TINY["memory"])
+        results = run_workload(wl, targets, warmup=0, runs=1, progress=NoProgress())
+        by = {(r.driver, r.metric): r.median for r in results}
+        assert all(r.note == "" for r in results), [r.note for r in results]
+        assert by[("native", "3 mounts")] == 0
+        one, three = by[(column, "1 mount")], by[(column, "3 mounts")]
+        assert one is not None and three is not None
+        if column == "overlay":
+            assert one == three == 0
+        else:
+            assert 0 < one < three  # every mount's server is counted
+            assert by[(column, "per extra, 3")] == pytest.approx((three - one) / 2)
     finally:
         assert reg.run_all() == []
         assert cl.mounts_below(workdir) == []

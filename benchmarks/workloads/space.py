@@ -29,7 +29,10 @@ class SpaceWorkload(Workload):
     """Disk used by an empty snapshot and one with 1 MiB written (KiB)."""
 
     name = "space"
-    title = "disk used by a new snapshot, empty and with 1 MiB written (KiB, from statfs)"
+    title = (
+        "disk used by a new snapshot, empty and with 1 MiB written, and per committed layer "
+        "adding one small file (KiB, from statfs)"
+    )
     warmup = False
     sizes = {
         "quick": {"files": 64, "file": 64 << 10, "write": 1 << 20, "layers": 4},

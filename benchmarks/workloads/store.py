@@ -70,22 +70,23 @@ class StoreWorkload(Workload):
         if isinstance(target, NativeTarget):
             home = target.fs.mountpoint / target.new_key("store-dirs")
             home.mkdir()
-            names = [f"s{i}" for i in range(count)]
-            for name in names:
+            dirs = [f"s{i}" for i in range(count)]
+            for name in dirs:
                 (home / name).mkdir()
-            self.state[target.name] = {"home": home, "names": names}
+            self.state[target.name] = {"home": home, "names": dirs}
             return
         store = _store(target)
         base = target.layer(lambda path: None)
-        names = []
+        names: list[str] = []
+        # Recorded first, so that teardown removes what a failed fill made.
+        self.state[target.name] = {"base": base, "names": names}
         for i in range(count):
             key = target.new_key("st")
             store.prepare(key, base, labels={"n": str(i % 10)})
             names.append(key)
             if i % 2:
+                store.commit(f"{key}-c", key)
                 names[-1] = f"{key}-c"
-                store.commit(names[-1], key)
-        self.state[target.name] = {"base": base, "names": names}
 
     def run(self, target: Target) -> dict[str, float]:
         st = self.state[target.name]

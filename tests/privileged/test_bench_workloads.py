@@ -29,7 +29,7 @@ TINY = {
     "metadata": {"files": 60, "bytes": 1 << 20, "creates": 50},
     "depth": {"chains": (1, 4)},
     "density": {"counts": (1, 3), "file": 2 << 20},
-    "diff": {"changed": (10, 30)},
+    "diff": {"changed": (10, 30), "base": 40},
     "scale": {"count": 10},
     "store": {"count": 20, "ops": 5},
     "space": {"files": 4, "file": 16 << 10, "write": 1 << 20, "layers": 2},

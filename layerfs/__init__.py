@@ -2,9 +2,11 @@
 
 Layering of the package, bottom up (a module imports only from below):
 
-- ``errors``, ``_types``: the vocabulary (errors, Kind, Info, Usage, Mount, Change);
+- ``errors``: the error classes;
 - ``_sys``: raw syscalls and the one copy, xattr copy and tree remover; ``_run``:
-  external commands; ``_mounting``: Mount values;
+  external commands; ``_mounting``: mounting anything shaped like a ``Mount`` (so
+  ``Mount.mount`` can call down to it);
+- ``_types``: the vocabulary (Kind, Info, Usage, Mount, Change);
 - ``_overlayfmt.marks``, ``_overlayfmt.lower``: overlay's on-disk format (whiteouts,
   opaque dirs, reading a stack of layers);
 - ``driver``: the storage-driver interface; ``_registry``: finding drivers;
@@ -14,6 +16,9 @@ Layering of the package, bottom up (a module imports only from below):
 - ``_streams``, ``_tarread``, ``_scoped``, ``_targets``, ``_apply``, ``_diff``, ``_export``,
   ``_fstree``: layer tars and trees (``_apply`` holds the one set of
   OCI layer rules, ``_targets`` the full-tree and overlay-diff-dir writers);
+- ``_context``: a store's driver, database and locks, with the record-and-storage
+  steps that several modules share; ``_layers`` (apply, export, changes) and
+  ``_recovery`` (crash repair, ``check``) work through it;
 - ``_store``: ``Store``, the snapshot API tying it all together;
 - ``snapshotter``: ``layerfs serve``, containerd's snapshots service over a ``Store``;
 - ``cli``: the ``layerfs`` command.

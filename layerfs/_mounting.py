@@ -1,4 +1,9 @@
-"""Mounting ``Mount`` values and taking mounts down, with layerfs errors."""
+"""Mounting ``Mount`` values and taking mounts down, with layerfs errors.
+
+This module sits below ``_types``: ``Mount.mount`` calls ``mount_one``, so
+what is mounted is described here by its shape (``MountSpec``, which
+``layerfs.Mount`` has), not by importing the class.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,30 @@ import errno
 import os
 import shutil
 import time
+from typing import Protocol
 
 from . import errors
 from ._sys import mount as sysmount
-from ._types import Mount
+
+
+class MountSpec(Protocol):
+    """What ``mount_one`` reads of a mount: the fields of ``layerfs.Mount``."""
+
+    @property
+    def type(self) -> str:
+        """The filesystem type (``overlay``, ``bind``, ``fuse.layerfs``...)."""
+        ...
+
+    @property
+    def source(self) -> str:
+        """What is mounted: a device, a directory, or a name."""
+        ...
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """mount(8)-style options, in order."""
+        ...
+
 
 _FLAG_OPTIONS = {
     "ro": sysmount.MS_RDONLY,
@@ -36,7 +61,7 @@ def split_options(options: tuple[str, ...]) -> tuple[int, str]:
     return flags, ",".join(data)
 
 
-def mount_one(m: Mount, target: str) -> None:
+def mount_one(m: MountSpec, target: str) -> None:
     """Mount one ``Mount`` on ``target`` with mount(2).
 
     A read-only bind is done the way the kernel needs it: bind, then
@@ -74,7 +99,7 @@ def mount_one(m: Mount, target: str) -> None:
         raise errors.from_oserror(exc, what) from exc
 
 
-def _mount_with_helper(m: Mount, target: str) -> None:
+def _mount_with_helper(m: MountSpec, target: str) -> None:
     """Mount a FUSE filesystem the way mount(8) does: through ``mount.<type>``.
 
     A FUSE mount needs a server holding the ``/dev/fuse`` fd, which plain

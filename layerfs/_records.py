@@ -265,6 +265,10 @@ def infos(db: sqlite3.Connection) -> list[Info]:
 
 # -- mounts -------------------------------------------------------------------
 
+#: States of a mount row: being mounted, mounted, being unmounted, and a
+#: mount the store made for itself for one operation (``apply``, ``export``).
+MOUNTING, MOUNTED, UNMOUNTING, TEMPORARY = "mounting", "mounted", "unmounting", "temporary"
+
 
 @dataclasses.dataclass(frozen=True)
 class MountRecord:

@@ -30,25 +30,20 @@ import errno
 import os
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from . import _owner, _records
-from ._records import COMMITTING, READY, Record
+from ._context import StoreContext
+from ._records import COMMITTING, MOUNTING, READY, TEMPORARY, UNMOUNTING, Record
 from ._sys.mount import is_mountpoint
-
-if TYPE_CHECKING:
-    from ._store import Store
-
-MOUNTING, MOUNTED, UNMOUNTING, TEMPORARY = "mounting", "mounted", "unmounting", "temporary"
 
 #: Seconds a mount point may take to answer a stat before it counts as hung.
 HUNG_AFTER_S = 2.0
 
 
-def find_problems(store: Store, repair: bool, on_open: bool) -> list[str]:
+def find_problems(ctx: StoreContext, repair: bool, on_open: bool) -> list[str]:
     """Describe (and with ``repair`` fix) abandoned intents, mounts and driver leftovers."""
     found: list[str] = []
-    with store._meta.transaction(write=False) as db:
+    with ctx.meta.transaction(write=False) as db:
         records = _records.all_records(db)
         mounts = _records.mount_rows(db)
     by_id = {r.id: r for r in records}
@@ -60,41 +55,43 @@ def find_problems(store: Store, repair: bool, on_open: bool) -> list[str]:
             f"snapshot {rec.key!r} (id {rec.id}): interrupted {rec.state}; repair will {action}"
         )
         if repair:
-            resolve_intent(store, rec, by_id)
+            resolve_intent(ctx, rec, by_id)
     for m in mounts:
-        found += _check_mount(store, m, repair, on_open)
+        found += _check_mount(ctx, m, repair, on_open)
     for rec in records:
         if rec.parent_id is not None and rec.parent_id not in by_id:
             found.append(
                 f"snapshot {rec.key!r}: parent id {rec.parent_id} is missing (not repairable)"
             )
     if not on_open:
-        with store._storage_lock(exclusive=True):
+        with ctx.storage_lock(exclusive=True):
             # No create or removal is half-way now: storage of an id the
             # database does not name is a leftover.
-            with store._meta.transaction(write=False) as db:
+            with ctx.meta.transaction(write=False) as db:
                 known = {r.sid for r in _records.all_records(db)}
-            found.extend(store._driver.check(known, repair))
+            found.extend(ctx.driver.check(known, repair))
     return found
 
 
-def _check_mount(store: Store, m: _records.MountRecord, repair: bool, on_open: bool) -> list[str]:
+def _check_mount(
+    ctx: StoreContext, m: _records.MountRecord, repair: bool, on_open: bool
+) -> list[str]:
     if m.state in (MOUNTING, UNMOUNTING, TEMPORARY):
         if _owner.any_alive(m.owner):
             return []
         problem = f"mount {m.target}: left {m.state} by a dead process; repair unmounts it"
         if repair:
-            _take_down(store, m, lambda: True)
+            _take_down(ctx, m, lambda: True)
         return [problem]
     if m.direct:
         dead_owners = m.owner is not None and not _owner.any_alive(m.owner)
         if not dead_owners or on_open:
             return []
         if repair:
-            _take_down(store, m, lambda: not _owner.any_alive(m.owner))
+            _take_down(ctx, m, lambda: not _owner.any_alive(m.owner))
         return [f"mount {m.target}: its process exited without unmounting; repair drops it"]
     state = mount_state(m.target)
-    if state == "gone" and not _unchanged_and_gone(store, m):
+    if state == "gone" and not _unchanged_and_gone(ctx, m):
         return []  # unmounted (or remounted) by its owner meanwhile
     if state == "hung":
         return [
@@ -103,35 +100,37 @@ def _check_mount(store: Store, m: _records.MountRecord, repair: bool, on_open: b
         ]
     if state == "gone":
         if repair:
-            _take_down(store, m, lambda: mount_state(m.target) == "gone")
+            _take_down(ctx, m, lambda: mount_state(m.target) == "gone")
         return [f"mount {m.target}: recorded but gone or broken; repair cleans it up"]
     if m.owner is not None and not _owner.any_alive(m.owner) and not on_open:
         if repair:
-            _take_down(store, m, lambda: not _owner.any_alive(m.owner))
+            _take_down(ctx, m, lambda: not _owner.any_alive(m.owner))
         return [f"mount {m.target}: its process exited without unmounting; repair unmounts it"]
     return []
 
 
-def _unchanged_and_gone(store: Store, seen: _records.MountRecord) -> bool:
+def _unchanged_and_gone(ctx: StoreContext, seen: _records.MountRecord) -> bool:
     """True when the row still reads ``seen`` and its mount is still gone."""
-    with store._meta.transaction(write=False) as db:
+    with ctx.meta.transaction(write=False) as db:
         if _records.mount_row(db, seen.target) != seen:
             return False
     return mount_state(seen.target) == "gone"
 
 
-def _take_down(store: Store, seen: _records.MountRecord, still_dead: Callable[[], bool]) -> None:
+def _take_down(
+    ctx: StoreContext, seen: _records.MountRecord, still_dead: Callable[[], bool]
+) -> None:
     """Claim the row ``seen`` (unchanged since read), re-check, and unmount it."""
-    claimed = store._claim_mount(seen)
+    claimed = ctx.claim_mount(seen)
     if claimed is None:
         return  # another process changed or took it
     if not still_dead():
-        store._release_claim(claimed, seen)
+        ctx.release_claim(claimed, seen)
         return
-    store._drop_mount(claimed)
+    ctx.drop_mount(claimed)
 
 
-def resolve_intent(store: Store, rec: Record, by_id: dict[int, Record]) -> None:
+def resolve_intent(ctx: StoreContext, rec: Record, by_id: dict[int, Record]) -> None:
     """Finish an interrupted commit, or undo any other interrupted operation.
 
     The intent is claimed first (its owner set to this process, in a
@@ -139,25 +138,25 @@ def resolve_intent(store: Store, rec: Record, by_id: dict[int, Record]) -> None:
     recovering at once do not both act on it.
     """
     me = _owner.current()
-    with store._meta.transaction() as db:
+    with ctx.meta.transaction() as db:
         now = _records.by_id(db, rec.id)
         if now is None or now.state != rec.state or now.owner != rec.owner:
             return
         _records.set_state(db, rec.id, rec.state, me)
     if rec.state == COMMITTING:
-        ref = store._ref_from(rec, by_id)
-        store._driver.commit(ref)
-        store._make_durable(ref)
-        with store._meta.transaction() as db:
+        ref = ctx.ref(rec, by_id)
+        ctx.driver.commit(ref)
+        ctx.make_durable(ref)
+        with ctx.meta.transaction() as db:
             _records.set_state(db, rec.id, READY, None)
         return
-    for m in store._mount_rows(rec.id):
-        claimed = store._claim_mount(m)
+    for m in ctx.mount_rows(rec.id):
+        claimed = ctx.claim_mount(m)
         if claimed is not None:
-            store._drop_mount(claimed)
-    with store._storage_lock():
-        store._driver.remove(rec.sid)
-        with store._meta.transaction() as db:
+            ctx.drop_mount(claimed)
+    with ctx.storage_lock():
+        ctx.driver.remove(rec.sid)
+        with ctx.meta.transaction() as db:
             _records.delete(db, rec.id)
 
 

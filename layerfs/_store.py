@@ -17,18 +17,27 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
 from . import _environment, _layers, _owner, _records, _recovery, errors
+from ._context import StoreContext, rmdir_quiet
 from ._faults import crash_point
+from ._filters import compile_filters
 from ._keys import validate_key
-from ._locks import storage_lock
 from ._metadata import DriverStateTable, Metadata
-from ._records import APPLYING, COMMITTING, CREATING, READY, REMOVING, Record
-from ._recovery import MOUNTED, MOUNTING, TEMPORARY, UNMOUNTING
+from ._records import (
+    COMMITTING,
+    CREATING,
+    MOUNTED,
+    MOUNTING,
+    READY,
+    REMOVING,
+    TEMPORARY,
+    UNMOUNTING,
+    Record,
+)
 from ._registry import DEFAULT_ORDER, load, unavailable_reason
 from ._types import Change, Info, Kind, Mount, Usage
 from .driver import Driver, SnapshotRef
@@ -97,6 +106,7 @@ class Store:
             home.mkdir(exist_ok=True, mode=0o711)
             (self.root / "mounts").mkdir(exist_ok=True, mode=0o711)
             self._driver: Driver = cls(home, opts, DriverStateTable(self._meta))
+            self._ctx = StoreContext(self.root, self._driver, self._meta, self._sync)
         except BaseException:
             self._meta.close()
             raise
@@ -153,62 +163,8 @@ class Store:
 
     def _recover(self) -> None:
         """Resolve intents and mounts left by processes that died; log what needs an operator."""
-        for line in _recovery.find_problems(self, repair=True, on_open=True):
+        for line in _recovery.find_problems(self._ctx, repair=True, on_open=True):
             log.warning("store %s: %s", self.root, line)
-
-    def _storage_lock(self, exclusive: bool = False) -> contextlib.AbstractContextManager[None]:
-        """See ``layerfs._locks``: held shared around creates and removals."""
-        return storage_lock(self.root, exclusive=exclusive)
-
-    def _drop_mount(self, m: _records.MountRecord) -> None:
-        """Take down a mount whose row this process has claimed (UNMOUNTING or TEMPORARY).
-
-        Holds the storage lock shared: a driver's records of a mount (FUSE
-        servers) must not look stale to a ``check`` half-way through.
-        """
-        if not m.direct:
-            with self._storage_lock():
-                self._driver.unmount(str(m.snapshot_id), Path(m.target))
-            _rmdir_quiet(m.target, self.root / "mounts")
-        with self._meta.transaction() as db:
-            row = _records.mount_row(db, m.target)
-            if row is not None and row.state in (UNMOUNTING, TEMPORARY) and row.owner == m.owner:
-                _records.delete_mount(db, m.target)
-
-    def _claim_mount(self, seen: _records.MountRecord) -> _records.MountRecord | None:
-        """Take over the mount row ``seen`` to unmount it, if nobody changed it since.
-
-        Returns the claimed row (state UNMOUNTING, owned by this process),
-        or None when another process got there first or the row changed.
-        """
-        me = _owner.current()
-        with self._meta.transaction() as db:
-            row = _records.mount_row(db, seen.target)
-            if row != seen:
-                return None
-            state = TEMPORARY if row.state == TEMPORARY else UNMOUNTING
-            claimed = _records.MountRecord(row.target, row.snapshot_id, 0, state, me, row.direct)
-            _records.put_mount(db, claimed)
-        return claimed
-
-    def _release_claim(self, claimed: _records.MountRecord, original: _records.MountRecord) -> None:
-        """Give back a row claimed by ``_claim_mount`` that turned out to be healthy."""
-        with self._meta.transaction() as db:
-            if _records.mount_row(db, claimed.target) == claimed:
-                _records.put_mount(db, original)
-
-    def _make_durable(self, ref: SnapshotRef) -> None:
-        """Put a snapshot's files on disk before it is marked committed (unless ``sync=off``)."""
-        if not self._sync:
-            return
-        try:
-            self._driver.sync(ref)
-        except OSError as exc:
-            raise errors.from_oserror(exc, f"sync the storage of {ref.key!r}") from exc
-
-    def _mount_rows(self, sid: int) -> list[_records.MountRecord]:
-        with self._meta.transaction(write=False) as db:
-            return _records.mount_rows(db, sid)
 
     # -- helpers ---------------------------------------------------------------
 
@@ -216,68 +172,11 @@ class Store:
         if self._closed:
             raise errors.FailedPrecondition(f"store {self.root} is closed; open a new Store")
 
-    def _ref_from(self, rec: Record, by_id: dict[int, Record] | None = None) -> SnapshotRef:
-        parents: list[str] = []
-        pid = rec.parent_id
-        if by_id is not None:
-            while pid is not None and pid in by_id:
-                parents.append(str(pid))
-                pid = by_id[pid].parent_id
-        else:
-            with self._meta.transaction(write=False) as db:
-                parents = [p.sid for p in _records.ancestors(db, rec)]
-        return SnapshotRef(rec.sid, rec.key, rec.kind, tuple(parents))
+    def _ref_from(self, rec: Record) -> SnapshotRef:
+        return self._ctx.ref(rec)
 
     def _get(self, key: str) -> Record:
-        validate_key(key)
-        with self._meta.transaction(write=False) as db:
-            return _records.get(db, key)
-
-    def _create(
-        self, key: str, kind: Kind, parent: str | None, labels: Mapping[str, str] | None, state: str
-    ) -> tuple[Record, SnapshotRef]:
-        """Insert a record with an intent and allocate its storage."""
-        labels_ = _check_labels(labels)
-        me = _owner.current()
-        with self._storage_lock():
-            return self._create_locked(key, kind, parent, labels_, state, me)
-
-    def _create_locked(
-        self, key: str, kind: Kind, parent: str | None, labels_: dict[str, str], state: str, me: str
-    ) -> tuple[Record, SnapshotRef]:
-        with self._meta.transaction() as db:
-            parent_rec = None
-            if parent is not None:
-                validate_key(parent, "parent")
-                parent_rec = _records.find(db, parent)
-                if parent_rec is None or parent_rec.state != READY:
-                    raise errors.NotFound(
-                        f"parent {parent!r} of {key!r} does not exist; commit or apply it first"
-                    )
-                if parent_rec.kind is not Kind.COMMITTED:
-                    raise errors.FailedPrecondition(
-                        f"parent {parent!r} of {key!r} is {parent_rec.kind.value}; only committed snapshots can be parents"
-                    )
-            rec = _records.insert(db, key, kind, parent_rec, labels_, state, me)
-            parents = tuple(p.sid for p in _records.ancestors(db, rec))
-        ref = SnapshotRef(rec.sid, key, kind, parents)
-        crash_point(f"{state}:recorded")
-        try:
-            self._driver.create(ref)
-        except BaseException:
-            self._discard(rec)
-            raise
-        crash_point(f"{state}:created")
-        return rec, ref
-
-    def _discard(self, rec: Record) -> None:
-        """Undo a half-made snapshot: storage first, then the record."""
-        with self._storage_lock():
-            try:
-                self._driver.remove(rec.sid)
-            finally:
-                with self._meta.transaction() as db:
-                    _records.delete(db, rec.id)
+        return self._ctx.get(key)
 
     # -- snapshots -------------------------------------------------------------
 
@@ -308,7 +207,7 @@ class Store:
     ) -> list[Mount]:
         self._live()
         validate_key(key)
-        rec, ref = self._create(key, kind, parent, labels, CREATING)
+        rec, ref = self._ctx.create(key, kind, parent, _check_labels(labels), CREATING)
         with self._meta.transaction() as db:
             _records.set_state(db, rec.id, READY, None)
         return self._driver.mounts(ref)
@@ -356,7 +255,7 @@ class Store:
                 _records.revert_commit(db, rec.id, key, rec.labels)
             raise
         crash_point("commit:frozen")
-        self._make_durable(committed)
+        self._ctx.make_durable(committed)
         with self._meta.transaction() as db:
             _records.set_state(db, rec.id, READY, None)
             _records.set_usage(db, rec.id, usage.size, usage.inodes)
@@ -372,7 +271,7 @@ class Store:
         """
         self._live()
         rec = self._get(key)
-        with self._storage_lock():
+        with self._ctx.storage_lock():
             with self._meta.transaction() as db:
                 rec = _records.get(db, key)
                 if _records.has_children(db, rec.id):
@@ -450,8 +349,6 @@ class Store:
         Raises:
             errors.InvalidArgument: a malformed filter.
         """
-        from ._filters import compile_filters
-
         self._live()
         match = compile_filters(filters)
         with self._meta.transaction(write=False) as db:
@@ -503,13 +400,11 @@ class Store:
             # Views and committed snapshots get a read-only mount, not their
             # (writable) directory; without privileges no mount can be made.
             readonly_mount = ref.readonly and os.geteuid() == 0
-            direct = (
-                self._driver.direct_path(ref) if target is None and not readonly_mount else None
-            )
+            direct = self._ctx.direct_path(ref) if target is None and not readonly_mount else None
             if direct is not None:
                 path = str(direct)
             elif target is None:
-                path = str(self.root / "mounts" / rec.sid)
+                path = str(self._ctx.mounts_dir / rec.sid)
             else:
                 path = os.path.realpath(target)
             outcome = self._mount_row_for(rec, path, direct is not None, persistent)
@@ -536,7 +431,7 @@ class Store:
                 if row is not None and row.state == MOUNTING and row.owner == me:
                     _records.delete_mount(db, path)
             if direct is None:
-                _rmdir_quiet(path, self.root / "mounts")
+                rmdir_quiet(path, self._ctx.mounts_dir)
             raise
         with self._meta.transaction() as db:
             row = _records.mount_row(db, path)
@@ -590,9 +485,9 @@ class Store:
                 _records.put_mount(db, _records.MountRecord(path, rec.id, 1, MOUNTING, me, direct))
                 return "new"
         # Left mid-way by a dead process: take it down, then the caller starts afresh.
-        claimed = self._claim_mount(stale)
+        claimed = self._ctx.claim_mount(stale)
         if claimed is not None:
-            self._drop_mount(claimed)
+            self._ctx.drop_mount(claimed)
         return stale.state
 
     def unmount(self, key: str, target: str | os.PathLike[str] | None = None) -> None:
@@ -617,7 +512,7 @@ class Store:
                     rows = [r for r in rows if r.target == want]
                 ready = [r for r in rows if r.state == MOUNTED]
                 if ready:
-                    default = str(self.root / "mounts" / rec.sid)
+                    default = str(self._ctx.mounts_dir / rec.sid)
                     row = next((r for r in ready if r.target == default), ready[0])
                     owner = _drop_owner(row.owner, me)
                     if row.refs > 1:
@@ -637,7 +532,7 @@ class Store:
             if time.monotonic() > deadline:
                 raise errors.Busy(f"snapshot {key!r}: its mount stayed in progress; retry")
             time.sleep(0.02)
-        self._drop_mount(claimed)
+        self._ctx.drop_mount(claimed)
 
     @contextlib.contextmanager
     def mounted(self, key: str) -> Iterator[str]:
@@ -647,46 +542,6 @@ class Store:
             yield path
         finally:
             self.unmount(key, path)
-
-    @contextlib.contextmanager
-    def _temporary_tree(self, ref: SnapshotRef) -> Iterator[Path]:
-        """The tree of ``ref`` readable at a path, mounting it if the driver needs that."""
-        direct = self._driver.direct_path(ref)
-        if direct is not None:
-            yield direct
-            return
-        path = self.root / "mounts" / f"tmp-{uuid.uuid4().hex[:12]}"
-        row = _records.MountRecord(str(path), int(ref.id), 1, TEMPORARY, _owner.current(), False)
-        with self._meta.transaction() as db:
-            _records.put_mount(db, row)
-        try:
-            path.mkdir()
-            self._driver.mount(ref, path)
-            yield path
-        finally:
-            self._drop_mount(row)
-
-    @contextlib.contextmanager
-    def _hidden_active(self, parent: str | None) -> Iterator[tuple[Record, SnapshotRef]]:
-        """An active snapshot under a key no user can spell, discarded if the block fails."""
-        key = f"\x00{Kind.ACTIVE.value}-{uuid.uuid4().hex}"
-        rec, ref = self._create(key, Kind.ACTIVE, parent, None, APPLYING)
-        try:
-            yield rec, ref
-        except BaseException:
-            self._discard_if_present(rec)
-            raise
-
-    def _discard_if_present(self, rec: Record) -> None:
-        with self._meta.transaction(write=False) as db:
-            still = _records.by_id(db, rec.id)
-            rows = _records.mount_rows(db, rec.id)
-        if still is not None and still.state == APPLYING:
-            for m in rows:
-                claimed = self._claim_mount(m)
-                if claimed is not None:
-                    self._drop_mount(claimed)
-            self._discard(rec)
 
     # -- layers --------------------------------------------------------------------
 
@@ -718,7 +573,7 @@ class Store:
         self._live()
         if max_size is not None and (not isinstance(max_size, int) or max_size < 0):
             raise errors.InvalidArgument(f"max_size={max_size!r}: give a byte count >= 0 or None")
-        return _layers.apply_layer(self, fileobj, parent, _check_labels(labels), max_size)
+        return _layers.apply_layer(self._ctx, fileobj, parent, _check_labels(labels), max_size)
 
     def export(self, name: str) -> Iterator[bytes]:
         """Yield the OCI layer tar of ``name`` against its parent, in chunks.
@@ -730,7 +585,7 @@ class Store:
             errors.NotFound: no snapshot ``name`` (raised on first iteration).
         """
         self._live()
-        return _layers.export_layer(self, name)
+        return _layers.export_layer(self._ctx, name)
 
     def changes(self, name: str) -> list[Change]:
         """The paths ``name`` adds, modifies and deletes relative to its parent, sorted.
@@ -739,7 +594,7 @@ class Store:
             errors.NotFound: no snapshot ``name``.
         """
         self._live()
-        return _layers.layer_changes(self, name)
+        return _layers.layer_changes(self._ctx, name)
 
     # -- upkeep ------------------------------------------------------------------------
 
@@ -772,7 +627,7 @@ class Store:
             One line per problem found (before repair), saying what repair does.
         """
         self._live()
-        return _recovery.find_problems(self, repair=repair, on_open=False)
+        return _recovery.find_problems(self._ctx, repair=repair, on_open=False)
 
     def close(self) -> None:
         """Release the driver and the database. Idempotent."""
@@ -829,13 +684,6 @@ def _probe_default(root: Path) -> tuple[str, dict[str, str]]:
     raise errors.Unsupported(
         "no storage driver can run here: " + "; ".join(f"{n}: {r}" for n, r in reasons.items())
     )
-
-
-def _rmdir_quiet(path: str | Path, only_under: Path) -> None:
-    if not str(path).startswith(str(only_under) + os.sep):
-        return
-    with contextlib.suppress(OSError):
-        os.rmdir(path)
 
 
 def default_root() -> Path:

@@ -107,6 +107,8 @@ class Mount:
             layerfs.errors.Unsupported: no permission, or an unknown type.
             layerfs.errors.InvalidArgument: the kernel rejected the options.
         """
+        # Imported here, not at the top: ``import layerfs`` loads this module,
+        # and processes that never mount need not load the syscall layer.
         from ._mounting import mount_one
 
         mount_one(self, target)

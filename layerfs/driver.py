@@ -13,6 +13,16 @@ Every snapshot the driver is asked about arrives as a ``SnapshotRef``
 carrying its id, kind and the ids of its committed ancestors (nearest
 first), so the driver needs no graph of its own.
 
+Beyond the required methods a driver may offer two shortcuts, and says
+which in its ``capabilities`` (a ``Capabilities`` value); the store calls
+``direct_path`` and ``diff_dir`` only on a driver that declares them:
+
+- ``direct_path``: snapshot trees that are plain directories, used
+  without mounting anything (``copy``; ``overlay`` for a base snapshot);
+- ``diff_dir``: every snapshot's own changes as an overlay-format
+  directory, so layers are applied and exported without comparing trees
+  (``overlay`` when the kernel writes plain diffs, ``fuse``).
+
 Crash contract. The store records an intent in its database before it
 calls ``create``, ``commit`` or ``remove`` and clears it afterwards. After a
 crash, on the next open, it calls ``remove(id)`` for a snapshot whose
@@ -37,9 +47,27 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import ClassVar, Protocol
 
+from . import errors
+from ._mounting import mount_one, unmount_all, unmount_path
+from ._sys.fsops import syncfs
 from ._types import Kind, Mount, Usage
 
-__all__ = ["Driver", "SnapshotRef", "DiffDir", "DriverState"]
+__all__ = ["Driver", "SnapshotRef", "DiffDir", "DriverState", "Capabilities"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Capabilities:
+    """The optional methods a driver implements (see the module docstring).
+
+    Attributes:
+        direct_path: ``direct_path`` may give a snapshot's tree as a plain
+            directory; the store then skips the mount when it can.
+        diff_dir: ``diff_dir`` gives the changes of every snapshot, so layer
+            apply, export and changes take the native path.
+    """
+
+    direct_path: bool = False
+    diff_dir: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +158,10 @@ class Driver(abc.ABC):
     #: The registered name ("overlay", "copy", ...).
     name: ClassVar[str] = ""
 
+    #: What this driver offers beyond the required methods. A driver whose
+    #: answer depends on the machine (overlay's probes) sets it in ``__init__``.
+    capabilities: Capabilities = Capabilities()
+
     def __init__(self, home: Path, options: Mapping[str, str], state: DriverState) -> None:
         self.home = Path(home)
         self.options = dict(options)
@@ -182,8 +214,6 @@ class Driver(abc.ABC):
         A driver whose commit already flushes its storage (unmounting a
         block device does) may override it with less.
         """
-        from ._sys.fsops import syncfs
-
         syncfs(self.home)
 
     # -- mounting ---------------------------------------------------------------
@@ -195,8 +225,6 @@ class Driver(abc.ABC):
         Drivers override it to use a better API (overlay's ``fsopen``) or to
         start a server (fuse).
         """
-        from ._mounting import mount_one, unmount_path
-
         done = 0
         try:
             for m in self.mounts(snap):
@@ -207,29 +235,51 @@ class Driver(abc.ABC):
                 unmount_path(str(target))
             raise
 
-    def unmount(self, snap_id: str, target: Path) -> None:
-        """Undo ``mount`` on ``target``: detach lazily (``MNT_DETACH``). Idempotent."""
-        from ._mounting import unmount_all
+    def unmount(self, snap: SnapshotRef, target: Path) -> None:
+        """Undo ``mount(snap, target)``: detach lazily (``MNT_DETACH``). Idempotent.
 
+        ``snap`` is the snapshot that was mounted there, as ``mount`` got it.
+        """
         unmount_all(str(target))
 
+    # -- optional shortcuts (declared in ``capabilities``) -------------------------
+
     def direct_path(self, snap: SnapshotRef) -> Path | None:
-        """A directory holding the snapshot's whole tree without any mount, or None.
+        """A directory holding the snapshot's whole tree without any mount.
 
-        The ``copy`` driver has one; it lets ``Store.mount`` skip the mount
-        when the caller did not ask for a target, and lets ``apply`` and
-        ``changes`` work without privileges.
+        Called only when ``capabilities.direct_path``. It lets
+        ``Store.mount`` skip the mount when the caller did not ask for a
+        target, and lets ``apply`` and ``changes`` work without privileges.
+
+        Returns:
+            The directory, or None for a snapshot that has none. None is an
+            answer about this one snapshot, not about the driver: overlay has
+            a plain directory only for a snapshot without parents, so the
+            store cannot know before asking.
+
+        Raises:
+            errors.Unsupported: the driver does not declare the capability.
         """
-        return None
+        raise errors.Unsupported(
+            f"driver {self.name!r} keeps no snapshot as a plain directory; "
+            "check capabilities.direct_path before calling direct_path"
+        )
 
-    def diff_dir(self, snap: SnapshotRef) -> DiffDir | None:
-        """The snapshot's own changes in overlay format (its upper dir), or None.
+    def diff_dir(self, snap: SnapshotRef) -> DiffDir:
+        """The snapshot's own changes in overlay format (its upper dir).
 
-        Return a DiffDir only when it is exactly the snapshot's diff against
-        its parent (for overlay: no redirect_dir or metacopy entries), so
-        the store can apply and export layers without comparing trees.
+        Called only when ``capabilities.diff_dir``; declare it only when the
+        directory is exactly each snapshot's diff against its parent (for
+        overlay: no redirect_dir or metacopy entries), so the store can
+        apply and export layers without comparing trees.
+
+        Raises:
+            errors.Unsupported: the driver does not declare the capability.
         """
-        return None
+        raise errors.Unsupported(
+            f"driver {self.name!r} has no overlay-format diff directories; "
+            "check capabilities.diff_dir before calling diff_dir"
+        )
 
     # -- facts and upkeep ------------------------------------------------------
 

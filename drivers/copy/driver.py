@@ -9,7 +9,7 @@ from layerfs import errors
 from layerfs._fstree import copy_tree, tree_usage
 from layerfs._sys.tree import remove_tree
 from layerfs._types import Mount, Usage
-from layerfs.driver import Driver, SnapshotRef
+from layerfs.driver import Capabilities, Driver, SnapshotRef
 
 
 class CopyDriver(Driver):
@@ -21,6 +21,7 @@ class CopyDriver(Driver):
     """
 
     name = "copy"
+    capabilities = Capabilities(direct_path=True)
 
     def __init__(self, home: Path, options: dict[str, str], state: object) -> None:  # type: ignore[override]
         super().__init__(home, options, state)  # type: ignore[arg-type]
@@ -61,7 +62,7 @@ class CopyDriver(Driver):
         return [Mount("bind", str(self._path(snap.id)), ("rbind", mode))]
 
     def direct_path(self, snap: SnapshotRef) -> Path:
-        """The tree itself: no mount is needed to use it."""
+        """The tree itself, for every snapshot: no mount is needed to use it."""
         return self._path(snap.id)
 
     def usage(self, snap: SnapshotRef) -> Usage:

@@ -419,9 +419,10 @@ class DevmapperDriver(Driver):
         with self.pool.locked():
             super().mount(snap, target)
 
-    def unmount(self, snap_id: str, target: Path) -> None:
+    def unmount(self, snap: SnapshotRef, target: Path) -> None:
         """Unmount ``target``; a committed snapshot's device goes down again when idle."""
-        super().unmount(snap_id, target)
+        super().unmount(snap, target)
+        snap_id = snap.id
         if snap_id in self._transient:
             # A committed layer stays deactivated, so snapshotting it needs no suspend.
             with self.pool.locked(), contextlib.suppress(errors.Busy):  # mounted elsewhere too

@@ -20,7 +20,7 @@ from layerfs._environment import fuse_device_problem
 from layerfs._overlayfmt.filesystem import format_problem
 from layerfs._overlayfmt.layout import Layout, escape_option_path, xattr_prefix
 from layerfs._types import Kind, Mount, Usage
-from layerfs.driver import DiffDir, Driver, DriverState, SnapshotRef
+from layerfs.driver import Capabilities, DiffDir, Driver, DriverState, SnapshotRef
 
 from . import launch, zygote
 from .fs import Config
@@ -37,6 +37,7 @@ class FuseDriver(Driver):
     """
 
     name = "fuse"
+    capabilities = Capabilities(diff_dir=True)
 
     def __init__(self, home: Path, options: Mapping[str, str], state: DriverState) -> None:
         super().__init__(home, options, state)
@@ -90,7 +91,7 @@ class FuseDriver(Driver):
         """Disk used by the snapshot's own upper dir."""
         return self.layout.usage(snap.id)
 
-    def diff_dir(self, snap: SnapshotRef) -> DiffDir | None:
+    def diff_dir(self, snap: SnapshotRef) -> DiffDir:
         """The upper dir in overlay format (no redirects or metacopy are ever written)."""
         return self.layout.diff_dir(snap, self.prefix)
 
@@ -185,11 +186,11 @@ class FuseDriver(Driver):
         launch.stop(str(rec["target"]), _server_of(rec), str(rec.get("connection", "-")))
         Path(str(rec["file"])).unlink(missing_ok=True)
 
-    def unmount(self, snap_id: str, target: Path) -> None:
+    def unmount(self, snap: SnapshotRef, target: Path) -> None:
         """Detach the mount lazily and make sure its server exits. Idempotent."""
         real = launch._canonical(str(target))
         stopped = False
-        for rec in self._records(snap_id):
+        for rec in self._records(snap.id):
             if rec.get("target") == real:
                 self._stop(rec)
                 stopped = True

@@ -20,7 +20,7 @@ from layerfs._mounting import mount_one, unmount_all
 from layerfs._overlayfmt.layout import OVERLAY_MAX_LOWERS, Layout, rmtree, xattr_prefix
 from layerfs._sys import mount as sysmount
 from layerfs._types import Kind, Mount, Usage
-from layerfs.driver import DiffDir, Driver, DriverState, SnapshotRef
+from layerfs.driver import Capabilities, DiffDir, Driver, DriverState, SnapshotRef
 
 from . import mounting, probe
 
@@ -111,6 +111,9 @@ class OverlayDriver(Driver):
             )
         self.layout = Layout(self.home)
         self.layout.ensure()
+        # A base snapshot is a plain directory; upper dirs are plain diffs
+        # unless the kernel may write redirects or metacopy (see ``probe``).
+        self.capabilities = Capabilities(direct_path=True, diff_dir=self.probes.native_diff)
         self.prefix = xattr_prefix(state)
         if self.prefix == "trusted." and not self.probes.privileged:
             raise errors.Unsupported(
@@ -209,17 +212,21 @@ class OverlayDriver(Driver):
     def direct_path(self, snap: SnapshotRef) -> Path | None:
         """The snapshot's own dir when it has no parents (its tree needs no overlay).
 
-        Not for views: a plain directory would be writable, so views get a
-        read-only bind mount instead.
+        None for a snapshot with parents, and for views: a plain directory
+        would be writable, so views get a read-only bind mount instead.
         """
         if snap.parents or snap.kind is Kind.VIEW:
             return None
         return self.layout.fs_dir(snap.id)
 
-    def diff_dir(self, snap: SnapshotRef) -> DiffDir | None:
-        """The upper dir, when the probes say it is a plain diff (see ``probe``)."""
-        if not self.probes.native_diff:
-            return None
+    def diff_dir(self, snap: SnapshotRef) -> DiffDir:
+        """The upper dir (declared only when the probes say it is a plain diff).
+
+        Raises:
+            errors.Unsupported: the kernel may write redirects or metacopy.
+        """
+        if not self.capabilities.diff_dir:
+            return super().diff_dir(snap)
         return self.layout.diff_dir(snap, self.prefix)
 
     # -- mounting ---------------------------------------------------------------
@@ -259,12 +266,13 @@ class OverlayDriver(Driver):
             params.relative_lowers = self.layout.lowerdirs(snap, relative=True)
             mounting.mount_legacy(params, str(target), what, self.probes.page_size)
 
-    def unmount(self, snap_id: str, target: Path) -> None:
+    def unmount(self, snap: SnapshotRef, target: Path) -> None:
         """Detach lazily; with ``volatile``, clear the marker of a clean unmount.
 
         Raises:
             errors.LayerfsError: the kernel refused to detach (message says why).
         """
+        snap_id = snap.id
         path = str(target)
         try:
             sysmount.umount(path, sysmount.MNT_DETACH)

@@ -81,7 +81,7 @@ def test_driver_snapshot_cycle(driver: FuseDriver, tmp_path: Path) -> None:
         (target / "etc").mkdir()
         (target / "etc" / "hosts").write_text("127.0.0.1 localhost\n")
     finally:
-        driver.unmount("1", target)
+        driver.unmount(base, target)
     assert not os.path.ismount(target)
     assert driver._records() == []
     committed = SnapshotRef("1", "base", Kind.COMMITTED)
@@ -97,9 +97,9 @@ def test_driver_snapshot_cycle(driver: FuseDriver, tmp_path: Path) -> None:
         assert (target / "etc" / "hosts").read_text() == "127.0.0.1 localhost\n"
         os.unlink(target / "etc" / "hosts")
     finally:
-        driver.unmount("2", target)
+        driver.unmount(child, target)
+    assert driver.capabilities.diff_dir and not driver.capabilities.direct_path
     diff = driver.diff_dir(child)
-    assert diff is not None
     wh = os.lstat(diff.path / "etc" / "hosts")
     assert wh.st_rdev == 0 and (wh.st_mode & 0o170000) == 0o020000
     view = SnapshotRef("3", "view", Kind.VIEW, ("1",))
@@ -111,7 +111,7 @@ def test_driver_snapshot_cycle(driver: FuseDriver, tmp_path: Path) -> None:
             (target / "x").write_text("x")
         assert exc.value.errno == errno.EROFS
     finally:
-        driver.unmount("3", target)
+        driver.unmount(view, target)
     status = driver.status()
     assert status["data_mode"] in ("passthrough", "writeback-cache")
     assert "offered" in status["init"]  # type: ignore[operator]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+import io
 import os
 import subprocess
 import tempfile
@@ -14,12 +16,14 @@ from pathlib import Path
 import pytest
 from layerfs.drivers.overlay import OverlayDriver, probe
 
+import layerfs
 from layerfs import errors
 from layerfs._mounting import unmount_all
 from layerfs._overlayfmt.layout import OVERLAY_MAX_LOWERS
 from layerfs._sys import mount as sysmount
 from layerfs._types import Kind
-from layerfs.driver import SnapshotRef, is_privileged
+from layerfs.driver import Capabilities, SnapshotRef, is_privileged
+from layerfs.testing.suite import build_tar
 
 pytestmark = [
     pytest.mark.skipif(not is_privileged(), reason="overlay mounts need root"),
@@ -184,7 +188,7 @@ def test_xattr_prefix_recorded_once(tmp_path: Path, new_target) -> None:  # type
     state = MemoryState()
     d = OverlayDriver(tmp_path / "h", {}, state)
     assert state.get("xattr_prefix") == "trusted."
-    assert d.diff_dir(SnapshotRef("1", "a", Kind.ACTIVE)).opaque_xattr == "trusted.overlay.opaque"  # type: ignore[union-attr]
+    assert d.diff_dir(SnapshotRef("1", "a", Kind.ACTIVE)).opaque_xattr == "trusted.overlay.opaque"
     # A store first opened without privileges keeps user.* xattrs even when root opens it.
     state2 = MemoryState()
     state2.put("xattr_prefix", "user.")
@@ -278,7 +282,7 @@ def test_view_of_one_layer_is_a_read_only_bind(driver: OverlayDriver, new_target
     with pytest.raises(OSError) as exc:
         (t / "x").write_text("no")
     assert exc.value.errno == errno.EROFS
-    driver.unmount(view.id, t)
+    driver.unmount(view, t)
     assert not sysmount.is_mountpoint(str(t))
 
 
@@ -315,7 +319,7 @@ def test_500_layer_chain_mounts_with_new_api(driver: OverlayDriver, new_target) 
     assert (t / f"f{OVERLAY_MAX_LOWERS}").read_text() == str(OVERLAY_MAX_LOWERS)
     assert len(os.listdir(t)) == OVERLAY_MAX_LOWERS
     (t / "f1").write_text("changed")  # copy-up from the deepest layer
-    driver.unmount(active.id, t)
+    driver.unmount(active, t)
     assert not sysmount.is_mountpoint(str(t))
     assert (driver.layout.fs_dir(active.id) / "f1").read_text() == "changed"
 
@@ -349,7 +353,7 @@ def test_mount2_fallback_uses_relative_paths_then_refuses(tmp_path: Path, new_ta
     legacy.mount(active, t)
     assert os.getcwd() == cwd
     assert (t / "f1").read_text() == "1" and len(os.listdir(t)) == n
-    legacy.unmount(active.id, t)
+    legacy.unmount(active, t)
 
     chain.cheap_layers(page // 11 + 10 - n)
     too_long = chain.ref(Kind.ACTIVE)
@@ -470,8 +474,8 @@ def test_mount_leaked_into_another_namespace_does_not_block_remove(
     driver.mount(active, inside)
     (outside / "written").write_text("x")
     pid = hold_mounts_elsewhere(holder)
-    driver.unmount(active.id, outside)
-    driver.unmount(active.id, inside)
+    driver.unmount(active, outside)
+    driver.unmount(active, inside)
     leaked = [m for m in sysmount.mountinfo(str(pid)) if m.target in (str(outside), str(inside))]
     assert len(leaked) == 2  # still mounted over there
 
@@ -503,7 +507,7 @@ def test_volatile_marker_is_cleared_after_a_crash(tmp_path: Path, new_target) ->
     assert any("volatile" in p and active.id in p for p in problems)
     d.mount(active, t)  # the driver clears the marker itself
     assert (t / "b").read_text() == "2"
-    d.unmount(active.id, t)
+    d.unmount(active, t)
     assert not marker.exists()
     assert d.check(set(chain.committed) | {active.id}, repair=False) == []
 
@@ -521,3 +525,38 @@ def test_check_detaches_stale_mount_of_unknown_snapshot(driver: OverlayDriver, n
     driver.check(known, repair=True)
     assert not sysmount.is_mountpoint(str(t))
     assert driver.check(known, repair=False) == []
+
+
+# -- capabilities ------------------------------------------------------------------------
+
+
+def test_capabilities_follow_the_probes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without plain diffs the driver does not declare ``diff_dir``; the store then
+    applies and reads layers through mounted trees, with the same result."""
+    native = OverlayDriver(tmp_path / "native", {}, MemoryState())
+    assert native.capabilities == Capabilities(direct_path=True, diff_dir=native.probes.native_diff)
+    real = probe.probe
+    monkeypatch.setattr(
+        probe, "probe", lambda home: dataclasses.replace(real(home), native_diff=False)
+    )
+    d = OverlayDriver(tmp_path / "home", {}, MemoryState())
+    assert d.capabilities == Capabilities(direct_path=True, diff_dir=False)
+    with pytest.raises(errors.Unsupported):
+        d.diff_dir(SnapshotRef("1", "a", Kind.ACTIVE))
+    layers = [
+        build_tar([("etc", None), ("etc/a", b"1\n"), ("etc/gone", b"x\n")]),
+        build_tar([("etc", None), ("etc/.wh.gone", b""), ("etc/b", b"2\n")]),
+    ]
+    results = []
+    for name, patched in (("generic", True), ("native", False)):
+        if not patched:
+            monkeypatch.undo()
+        with layerfs.Store(tmp_path / name, driver="overlay") as store:
+            assert store._driver.capabilities.diff_dir is not patched
+            base = store.apply(io.BytesIO(layers[0]))
+            top = store.apply(io.BytesIO(layers[1]), parent=base.name)
+            changes = [(c.kind.value, c.path) for c in store.changes(top.name)]
+            results.append((top.name, changes, b"".join(store.export(top.name))))
+    if native.probes.native_diff:
+        assert results[0] == results[1]
+    assert results[0][1] == [("add", "etc/b"), ("delete", "etc/gone")]

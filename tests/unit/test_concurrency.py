@@ -19,7 +19,7 @@ import pytest
 
 import layerfs
 from layerfs import _layers, _owner, _records, _store, errors
-from layerfs._recovery import MOUNTED
+from layerfs._records import MOUNTED
 from layerfs._run import run
 from layerfs.testing.suite import build_tar
 from layerfs.testing.trees import describe
@@ -121,7 +121,7 @@ def test_mount_during_unmount_keeps_its_reference(
     a, b = pair
     a.prepare("k")
     other: list[Background] = []
-    real_drop = a._drop_mount
+    real_drop = a._ctx.drop_mount
 
     def slow_drop(m: _records.MountRecord) -> None:
         other.append(Background(lambda: b.mount("k")))
@@ -129,7 +129,7 @@ def test_mount_during_unmount_keeps_its_reference(
         real_drop(m)
 
     path = a.mount("k")
-    monkeypatch.setattr(a, "_drop_mount", slow_drop)
+    monkeypatch.setattr(a._ctx, "drop_mount", slow_drop)
     a.unmount("k")
     assert other[0].join() == path
     (row,) = _rows(a)

@@ -33,13 +33,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 from layerfs import _owner, errors
 from layerfs._sys import fuse_dev
 from layerfs._sys import mount as sysmount
 
 from . import fusermount
+from .daemon import read_line
 from .fs import Config
 from .mountinfo import connection_of
 from .zygote import Client, Refused
@@ -157,7 +157,7 @@ def start(
     finally:
         os.close(w)
     try:
-        line = _read_line(r, timeout)
+        line = read_line(r, timeout)
     finally:
         os.close(r)
         if proc is not None:
@@ -175,23 +175,6 @@ def start(
         f"mount fuse union on {target}: the server did not start ({line or 'no answer'}); "
         "run it in the foreground with mount.fuse.layerfs -f to see why"
     )
-
-
-def _read_line(fd: int, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    data = b""
-    while b"\n" not in data:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            break
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode(errors="replace").strip()
 
 
 def _canonical(target: str) -> str:

@@ -24,6 +24,7 @@ from layerfs._sys import mount as sysmount
 from layerfs.driver import is_privileged
 
 from . import protocol as p
+from .daemon import daemonize
 from .fs import Config, UnionFS
 from .mountinfo import connection_of
 from .ops import Ops
@@ -174,16 +175,7 @@ def main_parsed(args: argparse.Namespace) -> int:
             setattr(args, name, os.path.abspath(getattr(args, name)))
     os.umask(0)  # modes in requests are final (the kernel applied the caller's umask)
     if args.daemon:
-        if os.fork():
-            os._exit(0)
-        os.setsid()
-        if os.fork():
-            os._exit(0)
-        os.chdir("/")
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1) if args.log_file else (0, 1, 2):
-            os.dup2(null, fd)
-        os.close(null)
+        daemonize(keep_stderr=bool(args.log_file))
     return run(args)
 
 

@@ -57,6 +57,8 @@ import threading
 import time
 from collections.abc import Sequence
 
+from .daemon import daemonize, read_line
+
 __all__ = ["Client", "Refused", "main"]
 
 SOCKET = "zygote.sock"
@@ -271,7 +273,7 @@ class Client:
             raise Refused(f"cannot start a zygote: {exc}") from exc
         os.close(w)
         try:
-            line = _read_line(r, START_TIMEOUT)
+            line = read_line(r, START_TIMEOUT)
         finally:
             os.close(r)
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -279,20 +281,6 @@ class Client:
         if line.startswith(("ok", "busy")):
             return line.split()[0]
         raise Refused(f"the zygote did not start ({line or 'no answer'})")
-
-
-def _read_line(fd: int, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    data = b""
-    while b"\n" not in data:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            break
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode(errors="replace").strip()
 
 
 # -- the zygote ------------------------------------------------------------------------------
@@ -471,16 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     run_dir = os.path.abspath(args.run_dir)
     gc.disable()  # no collections fragment the heap the servers will share
-    if os.fork():
-        os._exit(0)
-    os.setsid()
-    if os.fork():
-        os._exit(0)
-    os.chdir("/")
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.close(null)
+    daemonize()
     _name("layerfs-zygote")
     ready = args.ready_fd
     lock = os.open(os.path.join(run_dir, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

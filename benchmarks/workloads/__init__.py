@@ -24,6 +24,7 @@ NAMES: dict[str, str] = {
     "scale": "scale",
     "space": "space",
     "containers": "containers",
+    "fuse-profile": "fuse_profile",
 }
 
 

@@ -59,7 +59,7 @@ def lookup(fs: UnionFS, parent: Node, name: bytes) -> tuple[Node, os.stat_result
     node = fs.nodes.by_path.get(path)
     if node is not None:
         try:
-            return node, os.lstat(fs.roots[node.layer] + node.path)
+            return node, os.lstat(b"." + node.path, dir_fd=fs.root_fds[node.layer])
         except FileNotFoundError:
             fs.nodes.detach(node, path)
     found = resolve(fs, parent.dlayers, path)

@@ -39,9 +39,9 @@ def is_opaque(fs: UnionFS, real: bytes) -> bool:
         return False
 
 
-def _lstat(path: bytes) -> os.stat_result | None:
+def _lstat(fd: int, rel: bytes) -> os.stat_result | None:
     try:
-        return os.lstat(path)
+        return os.lstat(rel, dir_fd=fd)
     except (FileNotFoundError, NotADirectoryError):
         return None
 
@@ -52,15 +52,16 @@ def dir_layers(fs: UnionFS, path: bytes, candidates: Iterable[int]) -> tuple[int
     The first candidate where ``path`` exists must hold a directory.
     """
     found: list[int] = []
+    rel = b"." + path
+    fds = fs.root_fds
     for li in candidates:
-        real = fs.roots[li] + path
-        st = _lstat(real)
+        st = _lstat(fds[li], rel)
         if st is None:
             continue
         if (st.st_mode & _S_IFMT) != _S_IFDIR:
             break
         found.append(li)
-        if is_opaque(fs, real):
+        if is_opaque(fs, fs.roots[li] + path):
             break
     return tuple(found)
 
@@ -79,9 +80,12 @@ def resolve(
         OSError: a real lookup failed for another reason than absence (EACCES, EIO).
     """
     roots = fs.roots
+    fds = fs.root_fds
+    rel = b"." + path
     for i, li in enumerate(parent_layers):
-        st = _lstat(roots[li] + path)
-        if st is None:
+        try:
+            st = os.lstat(rel, dir_fd=fds[li])
+        except (FileNotFoundError, NotADirectoryError):
             continue
         mode = st.st_mode & _S_IFMT
         if mode == _S_IFCHR and st.st_rdev == 0:
@@ -103,7 +107,7 @@ def lower_positive(fs: UnionFS, parent_layers: tuple[int, ...], path: bytes) -> 
     for li in parent_layers:
         if li < fs.first_lower:
             continue
-        st = _lstat(fs.roots[li] + path)
+        st = _lstat(fs.root_fds[li], b"." + path)
         if st is None:
             continue
         return not is_whiteout(st)

@@ -30,6 +30,7 @@ TINY = {
     "diff": {"changed": (10, 30)},
     "scale": {"count": 10},
     "space": {"files": 4, "file": 16 << 10, "write": 1 << 20},
+    "fuse-profile": {"files": 60, "bytes": 1 << 20, "creates": 30},
 }
 
 
@@ -51,7 +52,8 @@ def columns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Targ
 
 
 # containers needs containerd and has figures for some columns only: tests/e2e covers it.
-@pytest.mark.parametrize("name", [n for n in NAMES if n != "containers"])
+# fuse-profile has figures for the layerfs fuse columns only (tested below).
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in ("containers", "fuse-profile")])
 def test_workload_gives_every_figure_on_native_and_copy(
     name: str, columns: dict[str, Target], tmp_path: Path
 ) -> None:
@@ -119,3 +121,31 @@ def test_other_columns_run_the_mounting_workloads(column: str, tmp_path: Path) -
         assert reg.run_all() == []
         assert cl.mounts_below(workdir) == []
         assert cl.loops_below(workdir) == []
+
+
+def test_fuse_profile_gives_every_figure_on_fuse(tmp_path: Path) -> None:
+    from layerfs.benchmarks.columns import driver_reasons, missing_reason, spec
+
+    workdir = tmp_path / "scratch"
+    workdir.mkdir()
+    why = missing_reason(spec("fuse"), driver_reasons(workdir))
+    if why is not None:
+        pytest.skip(f"fuse: {why}")
+    reg = cl.Cleanup(workdir)
+    try:
+        fs = make_scratch_fs(reg, workdir, "fuse", "ext4", 1 << 30)
+        target = build(spec("fuse"), fs, reg)
+        wl = load("fuse-profile")(Context("quick", tmp_path, drop_caches))
+        wl.size.update(TINY["fuse-profile"])
+        results = run_workload(wl, [target], warmup=0, runs=1, progress=NoProgress())
+        by = {r.metric: r.median for r in results}
+        assert set(by) == {m.name for m in wl.metrics()}
+        assert all(v is not None for v in by.values()), by
+        assert by["CREATE count"] == TINY["fuse-profile"]["creates"]
+        assert by["UNLINK count"] == TINY["fuse-profile"]["creates"]
+        parts = sum(by[f"LOOKUP {p}"] or 0 for p in ("decode", "union", "syscalls", "reply"))
+        assert by["LOOKUP total"] == pytest.approx(parts)
+        assert not target._made
+    finally:
+        assert reg.run_all() == []
+        assert cl.mounts_below(workdir) == []

@@ -121,10 +121,6 @@ class Profiler:
             if isinstance(owner, struct.Struct):
                 kind = "dec" if obj.__name__.startswith("unpack") else "rep"
                 self._patch(ops, name, _timed(obj, acc, kind))
-        for name in getattr(ops, "PROFILE_DECODE", ()):
-            self._patch(ops, name, _timed(getattr(ops, name), acc, "dec"))
-        for name in getattr(ops, "PROFILE_REPLY", ()):
-            self._patch(ops, name, _timed(getattr(ops, name), acc, "rep"))
 
     def uninstall(self) -> None:
         """Undo ``install``."""

@@ -10,10 +10,13 @@ whiteout stops the descent.
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import os
 import stat
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -82,19 +85,86 @@ def resolve(
     roots = fs.roots
     fds = fs.root_fds
     rel = b"." + path
-    for i, li in enumerate(parent_layers):
+    n = len(parent_layers)
+    found = (
+        _first_deep(fds, parent_layers, rel)
+        if n > PARALLEL_MIN_LAYERS
+        else _first(fds, parent_layers, rel)
+    )
+    if found is None:
+        return None
+    i, st = found
+    li = parent_layers[i]
+    mode = st.st_mode & _S_IFMT
+    if mode == _S_IFCHR and st.st_rdev == 0:
+        return None
+    if mode != _S_IFDIR:
+        return li, (), st
+    if is_opaque(fs, roots[li] + path) or i + 1 == n:
+        return li, (li,), st
+    return li, (li, *dir_layers(fs, path, parent_layers[i + 1 :])), st
+
+
+def _first(
+    fds: list[int], layers: Sequence[int], rel: bytes, start: int = 0, stop: int | None = None
+) -> tuple[int, os.stat_result] | None:
+    """The first index in ``layers[start:stop]`` whose root has ``rel``, with its stat."""
+    for i in range(start, len(layers) if stop is None else stop):
         try:
-            st = os.lstat(rel, dir_fd=fds[li])
+            return i, os.lstat(rel, dir_fd=fds[layers[i]])
         except (FileNotFoundError, NotADirectoryError):
             continue
-        mode = st.st_mode & _S_IFMT
-        if mode == _S_IFCHR and st.st_rdev == 0:
+    return None
+
+
+#: Searching more layers than this, a real lookup that went to disk (slower
+#: than ``COLD_NS``) makes the rest of the search run on ``PROBE_THREADS``
+#: threads at once: a cold lookup through a deep chain then waits for about
+#: one disk read per thread's share instead of one per layer. Warm lookups
+#: never pay for it.
+PARALLEL_MIN_LAYERS = 8
+COLD_NS = 50_000
+PROBE_THREADS = 16
+
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _probe_pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(PROBE_THREADS, "fuse-probe")
+        return _pool
+
+
+def _first_deep(
+    fds: list[int], layers: Sequence[int], rel: bytes
+) -> tuple[int, os.stat_result] | None:
+    """``_first`` over many layers, in parallel once a lookup shows the cache is cold."""
+    n = len(layers)
+    now = time.perf_counter_ns
+    for i in range(n):
+        t = now()
+        try:
+            return i, os.lstat(rel, dir_fd=fds[layers[i]])
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        rest = n - i - 1
+        if rest > PARALLEL_MIN_LAYERS and now() - t > COLD_NS:
+            # Chunks in layer order; the first chunk with a hit holds the
+            # topmost one (a chunk stops at its first hit, as the loop would).
+            step = -(-rest // PROBE_THREADS)
+            pool = _probe_pool()
+            futures = [
+                pool.submit(_first, fds, layers, rel, j, min(j + step, n))
+                for j in range(i + 1, n, step)
+            ]
+            for fut in futures:
+                hit = fut.result()
+                if hit is not None:
+                    return hit
             return None
-        if mode != _S_IFDIR:
-            return li, (), st
-        if is_opaque(fs, roots[li] + path) or i + 1 == len(parent_layers):
-            return li, (li,), st
-        return li, (li, *dir_layers(fs, path, parent_layers[i + 1 :])), st
     return None
 
 

@@ -12,7 +12,8 @@ Per opcode the profile holds the request count and the nanoseconds spent in:
 - ``union``: the handler's own Python (overlay semantics, node table, locks),
   i.e. what is left of the handler once the other three are taken out;
 - ``syscalls``: every ``os`` call (and ``fsops``/``fuse_dev`` ioctl wrapper)
-  the handler makes, timed around the call;
+  the handler makes, timed around the call (a deep lookup's parallel probes
+  run on other threads: the handler's wait for them counts as ``union``);
 - ``reply``: packing the reply body (``fuse_attr``, ``fuse_entry_out``...)
   and writing it to ``/dev/fuse``.
 

@@ -130,6 +130,16 @@ _pool: concurrent.futures.ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
+def _forget_pools() -> None:
+    # A forked child (a test's server, a fork server's child) has none of
+    # the parent's pool threads: it must make its own pools.
+    global _pool, _warm_pool, _pool_lock
+    _pool = None
+    _warm_pool = None
+    _pool_lock = threading.Lock()
+    _warming.clear()
+
+
 def _probe_pool() -> concurrent.futures.ThreadPoolExecutor:
     global _pool
     with _pool_lock:
@@ -283,3 +293,6 @@ def _stat_all(fd: int, path: bytes, names: list[str]) -> None:
                 pass
     finally:
         _done(path)
+
+
+os.register_at_fork(after_in_child=_forget_pools)

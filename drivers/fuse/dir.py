@@ -23,7 +23,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -32,7 +31,7 @@ from layerfs._sys import fsops
 from . import upper
 from .copy_up import copy_up, fs_remove
 from .inode import Node
-from .namei import COLD_NS, check_name, is_whiteout, lower_positive, resolve, warm_directory
+from .namei import check_name, is_whiteout, lower_positive, resolve
 from .readdir import merged_names
 
 if TYPE_CHECKING:
@@ -40,8 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["lookup", "create_object", "unlink", "rmdir", "rename"]
 
-
-_now = time.perf_counter_ns
 
 #: The server's own ids: the owner of every object it makes.
 _EUID = os.geteuid()
@@ -87,10 +84,7 @@ def lookup(fs: UnionFS, parent: Node, name: bytes) -> tuple[Node, os.stat_result
             return node, os.lstat(b"." + node.path, dir_fd=fs.root_fds[node.layer])
         except FileNotFoundError:
             fs.nodes.detach(node, path)
-    t = _now()
     found = resolve(fs, parent.dlayers, path)
-    if _now() - t > COLD_NS:
-        warm_directory(fs, parent.path, parent.dlayers)
     if found is None:
         return None
     layer, dlayers, st = found

@@ -132,12 +132,10 @@ _pool_lock = threading.Lock()
 
 def _forget_pools() -> None:
     # A forked child (a test's server, a fork server's child) has none of
-    # the parent's pool threads: it must make its own pools.
-    global _pool, _warm_pool, _pool_lock
+    # the parent's pool threads: it must make its own pool.
+    global _pool, _pool_lock
     _pool = None
-    _warm_pool = None
     _pool_lock = threading.Lock()
-    _warming.clear()
 
 
 def _probe_pool() -> concurrent.futures.ThreadPoolExecutor:
@@ -205,94 +203,6 @@ def check_name(name: bytes) -> None:
     """
     if not name or name in (b".", b"..") or b"/" in name:
         raise OSError(errno.EINVAL, "bad name")
-
-
-# -- inode readahead ----------------------------------------------------------------
-#
-# A lookup that went to disk in a directory is usually followed by lookups
-# of its other names (ls -l, find, untar over it, a program starting up).
-# The kernel reads ahead file data, not inodes: so a cold lookup has the
-# directories merged into the parent listed and their entries lstat()ed on
-# a few background threads, which only loads the real filesystem's inode
-# cache (nothing of the union changes). Later lookups there are then warm.
-
-#: At most this many entries of one real directory are read ahead.
-WARM_MAX_ENTRIES = 4096
-WARM_THREADS = 4
-_WARM_CHUNK = 64
-
-_warm_pool: concurrent.futures.ThreadPoolExecutor | None = None
-#: Union path -> read-ahead jobs not finished yet (one read-ahead per directory at a time).
-_warming: dict[bytes, int] = {}
-
-
-def warm_directory(fs: UnionFS, path: bytes, layers: Sequence[int]) -> None:
-    """Read ahead the inodes of union directory ``path`` merged from ``layers`` (background)."""
-    global _warm_pool
-    with _pool_lock:
-        if path in _warming:
-            return
-        _warming[path] = 1
-        if _warm_pool is None:
-            _warm_pool = concurrent.futures.ThreadPoolExecutor(WARM_THREADS, "fuse-warm")
-        pool = _warm_pool
-    try:
-        pool.submit(_warm, pool, fs.root_fds, path, tuple(layers))
-    except RuntimeError:  # no thread to be had (RLIMIT_NPROC), or shutting down
-        _done(path)
-
-
-def _done(path: bytes) -> None:
-    with _pool_lock:
-        left = _warming.get(path, 1) - 1
-        if left > 0:
-            _warming[path] = left
-        else:
-            _warming.pop(path, None)
-
-
-def _warm(
-    pool: concurrent.futures.ThreadPoolExecutor,
-    fds: list[int],
-    path: bytes,
-    layers: tuple[int, ...],
-) -> None:
-    """List each real directory, then stat its entries in chunks on the pool (no waiting)."""
-    rel = b"." + path
-    try:
-        for li in layers:
-            try:
-                dfd = os.open(rel, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fds[li])
-            except OSError:
-                continue
-            try:
-                names = os.listdir(dfd)[:WARM_MAX_ENTRIES]
-            except OSError:
-                continue
-            finally:
-                os.close(dfd)
-            for k in range(0, len(names), _WARM_CHUNK):
-                with _pool_lock:
-                    _warming[path] = _warming.get(path, 0) + 1
-                try:
-                    pool.submit(_stat_all, fds[li], path, names[k : k + _WARM_CHUNK])
-                except RuntimeError:
-                    _done(path)
-                    return
-    finally:
-        _done(path)
-
-
-def _stat_all(fd: int, path: bytes, names: list[str]) -> None:
-    prefix = b"." + path + b"/"
-    try:
-        for name in names:
-            try:
-                os.lstat(prefix + os.fsencode(name), dir_fd=fd)
-            except OSError:
-                pass
-    finally:
-        _done(path)
 
 
 os.register_at_fork(after_in_child=_forget_pools)

@@ -53,37 +53,3 @@ def test_resolve_through_forty_layers(
         assert namei.resolve(fs, layers[26:], b"/mid")[0] == 33  # type: ignore[arg-type,index]
     finally:
         fs.close()
-
-
-def test_inode_readahead_reads_every_layer_and_leaks_nothing(tmp_path: Path) -> None:
-    import time
-
-    roots = [tmp_path / f"l{i}" for i in range(3)]
-    for i, r in enumerate(roots):
-        (r / "dir").mkdir(parents=True)
-        for j in range(150):  # more than one chunk per layer
-            (r / "dir" / f"f{i}-{j}").write_text("x")
-    fds_before = len(os.listdir("/proc/self/fd"))
-    fs = _FS(roots)
-    seen: list[bytes] = []
-    real_lstat = os.lstat
-
-    def spy(path, *, dir_fd=None, **kw):  # type: ignore[no-untyped-def]
-        if dir_fd is not None:
-            seen.append(os.fsencode(path))
-        return real_lstat(path, dir_fd=dir_fd, **kw)
-
-    try:
-        os.lstat = spy  # type: ignore[assignment]
-        namei.warm_directory(fs, b"/dir", (0, 1, 2))  # type: ignore[arg-type]
-        namei.warm_directory(fs, b"/dir", (0, 1, 2))  # type: ignore[arg-type]  # a no-op meanwhile
-        deadline = time.monotonic() + 30
-        while b"/dir" in namei._warming and time.monotonic() < deadline:
-            time.sleep(0.01)
-    finally:
-        os.lstat = real_lstat  # type: ignore[assignment]
-        fs.close()
-    assert b"/dir" not in namei._warming
-    assert len(seen) == 450, "every entry of every layer once"
-    assert len(set(seen)) == 450
-    assert len(os.listdir("/proc/self/fd")) == fds_before

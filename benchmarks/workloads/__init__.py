@@ -28,6 +28,7 @@ NAMES: dict[str, str] = {
     "space": "space",
     "containers": "containers",
     "memory": "memory",
+    "fuse-profile": "fuse_profile",
 }
 
 

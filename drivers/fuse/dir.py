@@ -41,9 +41,31 @@ if TYPE_CHECKING:
 __all__ = ["lookup", "create_object", "unlink", "rmdir", "rename"]
 
 
+#: The server's own ids: the owner of every object it makes.
+_EUID = os.geteuid()
+_EGID = os.getegid()
+
+
 def child_path(parent: Node, name: bytes) -> bytes:
     """The union path of ``name`` in ``parent``."""
     return parent.path + b"/" + name
+
+
+def find(fs: UnionFS, parent: Node, name: bytes) -> Node | None:
+    """The node of ``name`` in ``parent`` (None when absent), for removals and renames.
+
+    Unlike ``lookup`` a known node is not stat'ed: the caller needs no
+    attributes, and the real syscall that follows fails if the object is gone.
+
+    Raises:
+        OSError: as ``lookup``.
+    """
+    if parent.is_dir:
+        node = fs.nodes.by_path.get(parent.path + b"/" + name)
+        if node is not None:
+            return node
+    found = lookup(fs, parent, name)
+    return None if found is None else found[0]
 
 
 def lookup(fs: UnionFS, parent: Node, name: bytes) -> tuple[Node, os.stat_result] | None:
@@ -60,7 +82,7 @@ def lookup(fs: UnionFS, parent: Node, name: bytes) -> tuple[Node, os.stat_result
     node = fs.nodes.by_path.get(path)
     if node is not None:
         try:
-            return node, os.lstat(fs.roots[node.layer] + node.path)
+            return node, os.lstat(b"." + node.path, dir_fd=fs.root_fds[node.layer])
         except FileNotFoundError:
             fs.nodes.detach(node, path)
     found = resolve(fs, parent.dlayers, path)
@@ -104,17 +126,13 @@ def create_object(
     """
     check_name(name)
     path = child_path(parent, name)
-    if fs.has_upper and not fs.upper_readonly and parent.dlayers == (0,):
-        # A pure upper directory: one lstat tells whether the name exists,
-        # is a whiteout, or is free (no lower layer to look through).
+    # A pure upper directory has no lower layer to look through: try to make
+    # the object right away; only when the name is taken does an lstat tell
+    # a whiteout (made over, below) from a real object (EEXIST).
+    pure_upper = fs.has_upper and not fs.upper_readonly and parent.dlayers == (0,)
+    if pure_upper:
         real = fs.roots[0] + path
-        try:
-            over_whiteout = is_whiteout(os.lstat(real))
-        except FileNotFoundError:
-            over_whiteout = False
-        else:
-            if not over_whiteout:
-                raise OSError(errno.EEXIST, "exists")
+        over_whiteout = False
     else:
         if lookup(fs, parent, name) is not None:
             raise OSError(errno.EEXIST, "exists")
@@ -124,20 +142,30 @@ def create_object(
             over_whiteout = is_whiteout(os.lstat(real))
         except FileNotFoundError:
             over_whiteout = False
-    pst = os.lstat(fs.roots[0] + parent.path)
-    if pst.st_mode & stat.S_ISGID:
+    pst = os.lstat(b"." + parent.path, dir_fd=fs.root_fds[0])
+    sgid = pst.st_mode & stat.S_ISGID
+    if sgid:
         gid = pst.st_gid
         if is_dir and mode is not None:
             mode |= stat.S_ISGID
     if not over_whiteout:
-        make(real)
         try:
-            if own:
-                upper.do_set_owner(real, uid, gid, mode)
-        except OSError:
-            _undo(real)
-            raise
-    else:
+            make(real)
+        except FileExistsError:
+            if not pure_upper or not is_whiteout(os.lstat(real)):
+                raise
+            over_whiteout = True
+        else:
+            try:
+                # The real object already belongs to the server's fsuid and to
+                # the group the kernel chose (the parent's when set-group-id,
+                # as ``gid`` is then): no chown when that is what was asked.
+                if own and (uid != _EUID or gid != (pst.st_gid if sgid else _EGID)):
+                    upper.do_set_owner(real, uid, gid, mode)
+            except OSError:
+                _undo(real)
+                raise
+    if over_whiteout:
         tmp = fs.temp_name()
         try:
             make(tmp)
@@ -175,10 +203,9 @@ def unlink(fs: UnionFS, parent: Node, name: bytes) -> None:
     Raises:
         OSError: ENOENT, EISDIR, EROFS, the real errno.
     """
-    found = lookup(fs, parent, name)
-    if found is None:
+    node = find(fs, parent, name)
+    if node is None:
         raise OSError(errno.ENOENT, "no such file")
-    node, _ = found
     if node.is_dir:
         raise OSError(errno.EISDIR, "is a directory")
     _remove(fs, parent, node, child_path(parent, name))
@@ -190,10 +217,9 @@ def rmdir(fs: UnionFS, parent: Node, name: bytes) -> None:
     Raises:
         OSError: ENOENT, ENOTDIR, ENOTEMPTY, EROFS, the real errno.
     """
-    found = lookup(fs, parent, name)
-    if found is None:
+    node = find(fs, parent, name)
+    if node is None:
         raise OSError(errno.ENOENT, "no such directory")
-    node, _ = found
     if not node.is_dir:
         raise OSError(errno.ENOTDIR, "not a directory")
     if merged_names(fs, node):
@@ -250,12 +276,10 @@ def rename(
     if flags & ~(fsops.RENAME_NOREPLACE | fsops.RENAME_EXCHANGE):
         raise OSError(errno.EINVAL, "unsupported rename flags")
     exchange = bool(flags & fsops.RENAME_EXCHANGE)
-    found = lookup(fs, parent, name)
-    if found is None:
+    src = find(fs, parent, name)
+    if src is None:
         raise OSError(errno.ENOENT, "no such file")
-    src, _ = found
-    dfound = lookup(fs, newparent, newname)
-    dst = dfound[0] if dfound else None
+    dst = find(fs, newparent, newname)
     if flags & fsops.RENAME_NOREPLACE and dst is not None:
         raise OSError(errno.EEXIST, "exists")
     if exchange and dst is None:

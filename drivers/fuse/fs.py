@@ -92,6 +92,10 @@ class UnionFS:
             if not stat.S_ISDIR(st.st_mode):
                 raise NotADirectoryError(errno.ENOTDIR, "layer is not a directory", r)
         self.roots = roots
+        #: an O_PATH fd per root: real lookups are ``fstatat(root_fd, "." + path)``,
+        #: so the kernel does not walk each root's own path again (after a cache
+        #: drop, that walk reads every layer's ancestors from disk).
+        self.root_fds = [os.open(r, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) for r in roots]
         self.has_upper = config.upper is not None
         self.first_lower = 1 if self.has_upper else 0
         self.work = (

@@ -28,7 +28,7 @@ def getattr_node(fs: UnionFS, node: Node, fd: int = -1) -> os.stat_result:
     if fd >= 0:
         return os.fstat(fd)
     try:
-        return os.lstat(fs.roots[node.layer] + node.path)
+        return os.lstat(b"." + node.path, dir_fd=fs.root_fds[node.layer])
     except FileNotFoundError:
         # The layer changed under us (a lower layer deleted): not a user error.
         raise OSError(errno.EIO, "real file vanished") from None

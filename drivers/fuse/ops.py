@@ -60,28 +60,58 @@ def decode_dev(dev: int) -> int:
     return os.makedev((dev & 0xFFF00) >> 8, (dev & 0xFF) | ((dev >> 12) & 0xFFF00))
 
 
-def attr_fields(node: Node, st: os.stat_result) -> tuple[int, ...]:
-    """The 16 fields of ``fuse_attr`` for ``node`` with real stat ``st``."""
+# The two packers below run for every LOOKUP, GETATTR, SETATTR and CREATE:
+# the ``fuse_attr`` fields are computed inline and passed to one precompiled
+# Struct.pack, with no intermediate tuple (about 3x cheaper than building it).
+
+
+def pack_entry(node: Node, st: os.stat_result) -> bytes:
+    """``fuse_entry_out`` of ``node`` with real stat ``st``; counts one kernel lookup."""
     mode = st.st_mode
     nlink = st.st_nlink
-    if (mode & _S_IFMT) == _S_IFDIR and len(node.dlayers) > 1:
-        nlink = 1  # as overlay: counting subdirectories of a merge is not worth it
+    if (mode & _S_IFMT) == _S_IFDIR:
+        attr_valid = ATTR_TIMEOUT
+        if len(node.dlayers) > 1:
+            nlink = 1  # as overlay: counting subdirectories of a merge is not worth it
+    else:
+        # A hard-linked file's nlink changes through its other names, which are
+        # other nodes: never cache its attributes.
+        attr_valid = 0 if nlink > 1 else ATTR_TIMEOUT
     a, an = divmod(st.st_atime_ns, _BILLION)
     m, mn = divmod(st.st_mtime_ns, _BILLION)
     c, cn = divmod(st.st_ctime_ns, _BILLION)
-    rdev = encode_dev(st.st_rdev) if st.st_rdev else 0
-    return (
+    rdev = st.st_rdev
+    if rdev:
+        rdev = encode_dev(rdev)
+    node.nlookup += 1
+    return _ENTRY_PACK(
+        node.nodeid, 0, ENTRY_TIMEOUT, attr_valid, 0, 0,
         node.ino, st.st_size, st.st_blocks, a, m, c, an, mn, cn,
         mode, nlink, st.st_uid, st.st_gid, rdev, st.st_blksize, 0,
     )  # fmt: skip
 
 
-def _attr_timeout(st: os.stat_result) -> int:
-    # A hard-linked file's nlink changes through its other names, which are
-    # other nodes: never cache its attributes.
-    if st.st_nlink > 1 and (st.st_mode & _S_IFMT) != _S_IFDIR:
-        return 0
-    return ATTR_TIMEOUT
+def pack_attr(node: Node, st: os.stat_result) -> bytes:
+    """``fuse_attr_out`` of ``node`` with real stat ``st`` (as ``pack_entry``)."""
+    mode = st.st_mode
+    nlink = st.st_nlink
+    if (mode & _S_IFMT) == _S_IFDIR:
+        attr_valid = ATTR_TIMEOUT
+        if len(node.dlayers) > 1:
+            nlink = 1
+    else:
+        attr_valid = 0 if nlink > 1 else ATTR_TIMEOUT
+    a, an = divmod(st.st_atime_ns, _BILLION)
+    m, mn = divmod(st.st_mtime_ns, _BILLION)
+    c, cn = divmod(st.st_ctime_ns, _BILLION)
+    rdev = st.st_rdev
+    if rdev:
+        rdev = encode_dev(rdev)
+    return _ATTR_OUT_PACK(
+        attr_valid, 0, 0,
+        node.ino, st.st_size, st.st_blocks, a, m, c, an, mn, cn,
+        mode, nlink, st.st_uid, st.st_gid, rdev, st.st_blksize, 0,
+    )  # fmt: skip
 
 
 def _name(body: memoryview) -> bytes:
@@ -150,15 +180,6 @@ class Ops:
 
     # -- helpers -------------------------------------------------------------------
 
-    def _entry(self, node: Node, st: os.stat_result) -> bytes:
-        node.nlookup += 1
-        return _ENTRY_PACK(
-            node.nodeid, 0, ENTRY_TIMEOUT, _attr_timeout(st), 0, 0, *attr_fields(node, st)
-        )
-
-    def _attr(self, node: Node, st: os.stat_result) -> bytes:
-        return _ATTR_OUT_PACK(_attr_timeout(st), 0, 0, *attr_fields(node, st))
-
     def _file(self, fh: int) -> union_file.FileHandle:
         handle = self.fs.handles.get(fh)
         if not isinstance(handle, union_file.FileHandle):
@@ -175,7 +196,7 @@ class Ops:
             found = union_dir.lookup(fs, fs.nodes.get(nodeid), name)
             if found is None:
                 return _NEGATIVE
-            return self._entry(*found)
+            return pack_entry(*found)
 
     def forget(self, nodeid: int, body: memoryview, uid: int, gid: int) -> None:
         """FORGET: drop kernel references (no reply)."""
@@ -202,7 +223,7 @@ class Ops:
             handle = self.fs.handles.get(fh)
             if isinstance(handle, union_file.FileHandle):
                 fd = handle.fd
-        return self._attr(node, inode.getattr_node(self.fs, node, fd))
+        return pack_attr(node, inode.getattr_node(self.fs, node, fd))
 
     def setattr(self, nodeid: int, body: memoryview, uid: int, gid: int) -> bytes:
         """SETATTR: chmod, chown, truncate, utimes (copies up first)."""
@@ -238,7 +259,7 @@ class Ops:
                 atime_ns=a_ns,
                 mtime_ns=m_ns,
             )
-            return self._attr(node, inode.getattr_node(fs, node, fd))
+            return pack_attr(node, inode.getattr_node(fs, node, fd))
 
     def readlink(self, nodeid: int, body: memoryview, uid: int, gid: int) -> bytes:
         """READLINK."""
@@ -263,7 +284,7 @@ class Ops:
             node, st = union_dir.create_object(
                 fs, parent, name, uid, gid, make, is_dir, mode, own, link_of
             )
-            return self._entry(node, st)
+            return pack_entry(node, st)
 
     def mknod(self, nodeid: int, body: memoryview, uid: int, gid: int) -> bytes:
         """MKNOD: device nodes, fifos, sockets, plain files."""
@@ -380,7 +401,7 @@ class Ops:
                     os.close(fd)
                 raise
             handle = union_file.adopt_fd(fs, node, fds[0], self.passthrough)
-            return [self._entry(node, st), self._open_reply(handle)]
+            return [pack_entry(node, st), self._open_reply(handle)]
 
     def read(self, nodeid: int, body: memoryview, uid: int, gid: int) -> bytes:
         """READ (only without passthrough)."""
@@ -516,7 +537,7 @@ class Ops:
                     except OSError:
                         found = None
                     if found is not None:
-                        entry = self._entry(*found)
+                        entry = pack_entry(*found)
                 out += entry
                 out += pack(ino, i + 1, len(name), dtype)
                 out += name

@@ -19,11 +19,15 @@ import mmap
 import os
 import threading
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from layerfs._sys import fuse_dev
 from layerfs._sys import mount as sysmount
 
 from . import protocol as p
+
+if TYPE_CHECKING:
+    from .profile import Profiler
 
 __all__ = ["Session", "InitInfo"]
 
@@ -119,6 +123,12 @@ class Session:
         #: requests seen per opcode (for tests and statistics).
         self.counts = [0] * 64
         self._fds: list[int] = []
+        #: the per-opcode profiler, when ``LAYERFS_FUSE_PROFILE`` asks for one.
+        self.profiler: Profiler | None = None
+        if os.environ.get("LAYERFS_FUSE_PROFILE"):
+            from . import profile
+
+            self.profiler = profile.from_env()
 
     # -- mount ---------------------------------------------------------------------
 
@@ -209,17 +219,31 @@ class Session:
 
     def serve(self) -> None:
         """Run the request threads until the filesystem goes away."""
+        prof = self.profiler
+        if prof is not None:
+            prof.install()
         workers = []
         for i in range(self.threads):
             fd = self.fd if i == 0 else fuse_dev.clone(self.fd)
             if i:
                 self._fds.append(fd)
-            t = threading.Thread(target=self._loop, args=(fd,), name=f"fuse-{i}", daemon=True)
+            if prof is None:
+                t = threading.Thread(target=self._loop, args=(fd,), name=f"fuse-{i}", daemon=True)
+            else:
+                t = threading.Thread(
+                    target=prof.loop, args=(self, fd), name=f"fuse-{i}", daemon=True
+                )
             workers.append(t)
         for t in workers:
             t.start()
         for t in workers:
             t.join()
+        if prof is not None:
+            prof.uninstall()
+            try:
+                prof.write()
+            except OSError as exc:
+                log.error("writing the profile: %s", exc)
 
     def close(self) -> None:
         """Close the device fds (aborts the connection if still mounted)."""

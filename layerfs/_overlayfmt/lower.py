@@ -18,26 +18,34 @@ from .marks import is_opaque, is_whiteout
 __all__ = ["lstat_or_none", "lookup", "merged_entries", "merged_names", "dir_layers"]
 
 
-def lstat_or_none(path: str | bytes) -> os.stat_result | None:
-    """``lstat`` of ``path``, or None when it (or a directory above it) is not there."""
+def lstat_or_none(path: str | bytes, dir_fd: int | None = None) -> os.stat_result | None:
+    """``lstat`` of ``path`` (relative to ``dir_fd`` when given), or None when it (or a
+    directory above it) is not there."""
     try:
-        return os.lstat(path)
+        return os.lstat(path, dir_fd=dir_fd)
     except (FileNotFoundError, NotADirectoryError):
         return None
 
 
 def dir_layers(
-    roots: Sequence[AnyStr], path: AnyStr, candidates: Iterable[int], opaque_xattr: AnyStr
+    roots: Sequence[AnyStr],
+    path: AnyStr,
+    candidates: Iterable[int],
+    opaque_xattr: AnyStr,
+    root_fds: Sequence[int] | None = None,
 ) -> tuple[int, ...]:
     """Indexes among ``candidates`` whose ``roots[i] + path`` merges into one directory.
 
     Candidates are taken in order: absent ones are skipped, the first that
     holds a non-directory ends the list, an opaque directory is the last one.
+    ``root_fds`` (an open fd per root, as a server keeps them) makes each
+    stat walk from the root's fd instead of resolving the whole path again.
     """
     found: list[int] = []
+    rel = (b"." if isinstance(path, bytes) else ".") + path  # type: ignore[operator]
     for li in candidates:
         real = roots[li] + path
-        st = lstat_or_none(real)
+        st = lstat_or_none(real) if root_fds is None else lstat_or_none(rel, root_fds[li])
         if st is None:
             continue
         if not stat.S_ISDIR(st.st_mode):

@@ -35,6 +35,7 @@ TINY = {
     "store": {"count": 20, "ops": 5},
     "space": {"files": 4, "file": 16 << 10, "write": 1 << 20, "layers": 2},
     "memory": {"counts": (1, 3)},
+    "fuse-profile": {"files": 60, "bytes": 1 << 20, "creates": 30},
 }
 
 
@@ -56,7 +57,8 @@ def columns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Targ
 
 
 # containers needs containerd and has figures for some columns only: tests/e2e covers it.
-@pytest.mark.parametrize("name", [n for n in NAMES if n != "containers"])
+# fuse-profile has figures for the layerfs fuse columns only (tested below).
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in ("containers", "fuse-profile")])
 def test_workload_gives_every_figure_on_native_and_copy(
     name: str, columns: dict[str, Target], tmp_path: Path
 ) -> None:
@@ -189,3 +191,31 @@ def test_memory_counts_the_processes_that_serve_a_column(column: str, tmp_path: 
     else:
         assert 0 < one < three  # every mount's server is counted
         assert by[(column, "per extra, 3")] == pytest.approx((three - one) / 2)
+
+
+def test_fuse_profile_gives_every_figure_on_fuse(tmp_path: Path) -> None:
+    from layerfs.benchmarks.columns import driver_reasons, missing_reason, spec
+
+    workdir = tmp_path / "scratch"
+    workdir.mkdir()
+    why = missing_reason(spec("fuse"), driver_reasons(workdir))
+    if why is not None:
+        pytest.skip(f"fuse: {why}")
+    reg = cl.Cleanup(workdir)
+    try:
+        fs = make_scratch_fs(reg, workdir, "fuse", "ext4", 1 << 30)
+        target = build(spec("fuse"), fs, reg)
+        wl = load("fuse-profile")(Context("quick", tmp_path, drop_caches))
+        wl.size.update(TINY["fuse-profile"])
+        results = run_workload(wl, [target], warmup=0, runs=1, progress=NoProgress())
+        by = {r.metric: r.median for r in results}
+        assert set(by) == {m.name for m in wl.metrics()}
+        assert all(v is not None for v in by.values()), by
+        assert by["CREATE count"] == TINY["fuse-profile"]["creates"]
+        assert by["UNLINK count"] == TINY["fuse-profile"]["creates"]
+        parts = sum(by[f"LOOKUP {p}"] or 0 for p in ("decode", "union", "syscalls", "reply"))
+        assert by["LOOKUP total"] == pytest.approx(parts)
+        assert not target._made
+    finally:
+        assert reg.run_all() == []
+        assert cl.mounts_below(workdir) == []

@@ -374,3 +374,31 @@ def test_unprivileged_mount_through_fusermount3(tmp_path: Path) -> None:
     assert (base / "u" / "f").read_text() == "hi\nmore\n"
     assert os.getxattr(base / "u" / "d", "user.overlay.opaque") == b"y"
     assert os.stat(base / "u" / "f").st_uid == 65534
+
+
+def test_create_in_a_pure_upper_dir_over_a_whiteout(
+    layers: dict[str, Path], tmp_path: Path
+) -> None:
+    # An upper-only directory holding a whiteout (as a committed upper can):
+    # the name is free in the union, and creating it replaces the whiteout.
+    d = layers["upper"] / "only-upper"
+    d.mkdir()
+    for name in ("wf", "wd", "wl"):
+        os.mknod(d / name, stat.S_IFCHR | 0o000, os.makedev(0, 0))
+    (d / "real").write_text("r")
+    with fuse_mounted(layers, tmp_path / "mnt"):
+        m = tmp_path / "mnt" / "only-upper"
+        assert sorted(os.listdir(m)) == ["real"]
+        (m / "wf").write_text("new")
+        os.mkdir(m / "wd")
+        os.symlink("real", m / "wl")
+        assert _err(os.mkdir, m / "real") == errno.EEXIST
+        fd_err = _err(os.open, m / "real", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        assert fd_err == errno.EEXIST
+        assert sorted(os.listdir(m)) == ["real", "wd", "wf", "wl"]
+        assert (m / "wf").read_text() == "new"
+        assert os.readlink(m / "wl") == "real"
+    assert stat.S_ISREG(os.lstat(d / "wf").st_mode)
+    assert stat.S_ISDIR(os.lstat(d / "wd").st_mode)
+    assert stat.S_ISLNK(os.lstat(d / "wl").st_mode)
+    assert (d / "real").read_text() == "r"

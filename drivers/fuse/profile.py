@@ -36,12 +36,22 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import protocol as p
 
-if TYPE_CHECKING:
-    from .session import Session
+
+class Served(Protocol):
+    """What the profiled loop needs of a ``Session`` (named so, not imported: the
+    session imports this module)."""
+
+    @property
+    def bufsize(self) -> int: ...
+    @property
+    def table(self) -> Mapping[int, Callable[[int, memoryview, int, int], object]]: ...
+    @property
+    def counts(self) -> list[int]: ...
+
 
 __all__ = ["ENV", "Profiler", "from_env", "load", "merge", "format_table", "FIELDS"]
 
@@ -142,7 +152,7 @@ class Profiler:
             self._tables.append(table)
         return table
 
-    def loop(self, session: Session, fd: int) -> None:
+    def loop(self, session: Served, fd: int) -> None:
         """``Session._loop`` with every request timed (same replies, same errors)."""
         buf = bytearray(session.bufsize)
         view = memoryview(buf)

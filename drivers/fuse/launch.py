@@ -42,6 +42,7 @@ from . import fusermount
 from .daemon import read_line
 from .fs import Config
 from .mountinfo import connection_of
+from .profile import ENV as PROFILE_ENV
 from .zygote import Client, Refused
 
 __all__ = ["ServerInfo", "start", "stop", "probe", "cleanup", "argv_for"]
@@ -102,6 +103,11 @@ def argv_for(
         argv += ["--stats-file", stats_file]
     if log_file:
         argv += ["--log-file", log_file]
+    profile_dir = os.environ.get(PROFILE_ENV)
+    if profile_dir:
+        # Named on the command line: a server forked by a fork server started
+        # earlier would not see the caller's environment.
+        argv += ["--profile-dir", profile_dir]
     return argv
 
 

@@ -28,6 +28,7 @@ from .daemon import daemonize
 from .fs import Config, UnionFS
 from .mountinfo import connection_of
 from .ops import Ops
+from .profile import ENV as PROFILE_ENV
 from .session import InitInfo, Session
 
 __all__ = ["Server", "main"]
@@ -105,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--ready-fd", type=int, default=-1)
     ap.add_argument("--stats-file")
     ap.add_argument("--log-file")
+    ap.add_argument("--profile-dir", help="write a per-opcode profile there (see profile.py)")
     ap.add_argument("--daemon", action="store_true")
     ap.add_argument("--debug", action="store_true")
     return ap
@@ -173,6 +175,9 @@ def main_parsed(args: argparse.Namespace) -> int:
     for name in ("upperdir", "workdir", "stats_file", "log_file"):
         if getattr(args, name):
             setattr(args, name, os.path.abspath(getattr(args, name)))
+    if args.profile_dir:
+        # The session reads it from the environment; a forked server's is the fork server's.
+        os.environ[PROFILE_ENV] = args.profile_dir
     os.umask(0)  # modes in requests are final (the kernel applied the caller's umask)
     if args.daemon:
         daemonize(keep_stderr=bool(args.log_file))

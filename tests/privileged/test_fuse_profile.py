@@ -72,3 +72,27 @@ def test_merge_and_per_request_figures() -> None:
     assert total["LOOKUP"]["count"] == 4
     us = profile.per_request_us(total["LOOKUP"])
     assert us == {"decode": 1.0, "union": 1.0, "syscalls": 2.0, "reply": 2.0, "total": 6.0}
+
+
+def test_a_server_forked_by_an_earlier_fork_server_profiles_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import layerfs
+
+    monkeypatch.delenv(profile.ENV, raising=False)
+    out = tmp_path / "prof"
+    out.mkdir()
+    with layerfs.Store(tmp_path / "store", driver="fuse") as store:
+        store.prepare("before")
+        with store.mounted("before"):
+            pass  # the fork server starts here, with no profile in its environment
+        monkeypatch.setenv(profile.ENV, str(out))
+        store.prepare("after")
+        with store.mounted("after") as root:
+            Path(root, "new").write_text("x")
+        monkeypatch.delenv(profile.ENV)
+        store.remove("before")
+        store.remove("after")
+    profiles = profile.load(str(out))
+    assert len(profiles) == 1, "only the server mounted with the profile asked for writes one"
+    assert profile.merge(profiles)["CREATE"]["count"] == 1

@@ -81,7 +81,11 @@ class BenchReport:
         """Return the columns that ran but gave no figure somewhere (not the missing ones)."""
         missing = self.machine.get("missing", {})
         return sorted(
-            {r.driver for r in self.results if r.median is None and r.driver not in missing}
+            {
+                r.driver
+                for r in self.results
+                if r.median is None and r.applies and r.driver not in missing
+            }
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -233,8 +237,11 @@ def run_workload(
             progress.log(f"{wl.name} on {t.name}: {failed[t.name]}")
             return None
 
+    not_for = {t.name: why for t in targets if (why := wl.not_for(t)) is not None}
+    failed.update(not_for)
     for t in targets:
-        attempt(t, "setup", functools.partial(wl.setup, t))
+        if t.name not in not_for:
+            attempt(t, "setup", functools.partial(wl.setup, t))
     live = [t for t in targets if t.name not in failed]
     for r in range(warmup + runs):
         k = r % len(live) if live else 0
@@ -249,6 +256,8 @@ def run_workload(
                 if m.name in values:
                     samples[m.name][t.name].append(float(values[m.name]))
     for t in targets:
+        if t.name in not_for:
+            continue
         progress.step(wl.name, t.name, "teardown")
         try:
             wl.teardown(t)
@@ -257,7 +266,9 @@ def run_workload(
     results: list[Result] = []
     for m in metrics:
         for res in summarize(wl.name, m, samples[m.name], failed):
-            if res.runs == 0 and not res.note:
+            if res.driver in not_for:
+                res = dataclasses.replace(res, applies=False)
+            elif res.runs == 0 and not res.note:
                 res = dataclasses.replace(res, note="no figure")
             results.append(res)
     return results

@@ -61,6 +61,8 @@ class Result:
         higher_is_better: copied from the metric, for the report's colours.
         note: why the figure is missing, when it is.
         baseline: copied from the metric: what the report's ratios divide by.
+        applies: False when the workload does not measure this column at all
+            (its note says why): no figure, and no failure either.
     """
 
     workload: str
@@ -75,6 +77,7 @@ class Result:
     higher_is_better: bool = False
     note: str = ""
     baseline: str = NATIVE
+    applies: bool = True
 
     def to_json(self) -> dict[str, object]:
         """Return the JSON record of this result (the documented keys, plus extras)."""
@@ -91,6 +94,7 @@ class Result:
             "higher_is_better": self.higher_is_better,
             "note": self.note,
             "baseline": self.baseline,
+            "applies": self.applies,
         }
 
     @classmethod
@@ -118,6 +122,7 @@ class Result:
             higher_is_better=bool(data.get("higher_is_better", False)),
             note=str(data.get("note", "")),
             baseline=str(data.get("baseline", NATIVE)),
+            applies=bool(data.get("applies", True)),
         )
 
 

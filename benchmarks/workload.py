@@ -90,6 +90,14 @@ class Workload(abc.ABC):
     def metrics(self) -> list[Metric]:
         """Return the metrics ``run`` reports, in display order."""
 
+    def not_for(self, target: Target) -> str | None:
+        """Why this workload measures nothing on ``target``, or None when it does.
+
+        A column it does not apply to gets that reason as its note and does
+        not count as failed. Default: it applies to every column.
+        """
+        return None
+
     def setup(self, target: Target) -> None:
         """Build what ``run`` needs on ``target`` (untimed). Default: nothing."""
         self.state[target.name] = {}

@@ -26,8 +26,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from layerfs import errors
-
 from ..columns import spec
 from ..stats import Metric
 from ..targets import StoreTarget, Target
@@ -84,16 +82,20 @@ class ContainersWorkload(Workload):
             ]
         return out
 
+    def not_for(self, target: Target) -> str | None:
+        """Store columns (and native) only, and not devmapper yet."""
+        if not target.native and not isinstance(target, StoreTarget):
+            return "does not apply: only store columns can be served to containerd"
+        if isinstance(target, StoreTarget) and target.driver == "devmapper":
+            return (
+                "not measured on the devmapper column yet (tests/vm runs containerd "
+                "on devmapper, the bench does not serve it)"
+            )
+        return None
+
     def setup(self, target: Target) -> None:
         from layerfs.testing.containerd import Containerd, Serve
 
-        if not target.native and not isinstance(target, StoreTarget):
-            raise errors.Unsupported("containers: only store columns can be served to containerd")
-        if isinstance(target, StoreTarget) and target.driver == "devmapper":
-            raise errors.Unsupported(
-                "containers: not measured on the devmapper column yet (tests/vm runs containerd "
-                "on devmapper, the bench does not serve it)"
-            )
         tars = {
             i: self.ctx.shared_input(
                 f"image-{i}", functools.partial(_build_image, self.ctx.workdir, i)

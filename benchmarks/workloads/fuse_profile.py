@@ -49,11 +49,15 @@ class FuseProfileWorkload(Workload):
             out.append(Metric(f"{op} count", "requests", ratio=False))
         return out
 
+    def not_for(self, target: Target) -> str | None:
+        """Only our own FUSE server has a profiler."""
+        if isinstance(target, StoreTarget) and target.driver == "fuse":
+            return None
+        return "does not apply: only the layerfs fuse server has a per-request profiler"
+
     def setup(self, target: Target) -> None:
         state: dict[str, object] = {}
         self.state[target.name] = state
-        if not (isinstance(target, StoreTarget) and target.driver == "fuse"):
-            return  # no figures: only our own server has a profiler
         tar: TreeTar = tree_tar(self.ctx, self.size["files"], self.size["bytes"])
         with open(tar.path, "rb") as f:
             state["layer"] = target.apply(f)
@@ -61,8 +65,6 @@ class FuseProfileWorkload(Workload):
 
     def run(self, target: Target) -> dict[str, float]:
         state = self.state[target.name]
-        if "layer" not in state:
-            return {}
         from layerfs.drivers.fuse import profile
 
         out_dir = tempfile.mkdtemp(prefix="fuse-profile-", dir=str(target.fs.mountpoint))

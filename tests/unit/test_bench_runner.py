@@ -42,6 +42,10 @@ class Recording(Workload):
     sizes = {"quick": {}, "default": {}, "full": {}}
     calls: list[tuple[str, str]]
     fail_on: str = ""
+    not_on: str = ""
+
+    def not_for(self, target: Target) -> str | None:
+        return "does not apply here" if target.name == self.not_on else None
 
     def metrics(self) -> list[Metric]:
         return [Metric("t", "ms")]
@@ -105,6 +109,23 @@ def test_a_failed_column_marks_the_report_but_a_missing_one_does_not(tmp_path: P
     assert report.failed_columns() == ["a"]
     whole = [r for r in results if r.driver != "a"]
     assert BenchReport(machine={"missing": {"zz": "x"}}, results=whole).failed_columns() == []
+
+
+def test_a_column_the_workload_does_not_apply_to_is_not_a_failure(tmp_path: Path) -> None:
+    wl = make(tmp_path)
+    wl.not_on = "b"
+    results = run_workload(
+        wl, [FakeTarget("native"), FakeTarget("a"), FakeTarget("b")], 0, 2, NoProgress()
+    )
+    assert not any(name == "b" for _, name in wl.calls), "no setup, run or teardown on b"
+    by = {r.driver: r for r in results}
+    assert by["b"].median is None and not by["b"].applies
+    assert by["b"].note == "does not apply here"
+    assert by["a"].applies and by["a"].median is not None
+    report = BenchReport(machine={}, results=results)
+    assert report.failed_columns() == []
+    again = BenchReport.from_json(report.to_json())
+    assert [r.applies for r in again.results] == [r.applies for r in results]
 
 
 def test_presets_and_runs() -> None:

@@ -61,7 +61,8 @@ def serve(
     stop = stop if stop is not None else _signal_event()
     with Store(root, driver=driver, options=options) as store, claim(socket_path) as sock:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads))
-        services.add_SnapshotsServicer_to_server(SnapshotsService(store, pb), server)
+        service = SnapshotsService(store, pb)
+        services.add_SnapshotsServicer_to_server(service, server)
         old = os.umask(0o177)  # the socket is born 0600: no window where others can connect
         try:
             server.add_insecure_port(f"unix://{sock}")
@@ -77,6 +78,7 @@ def serve(
         finally:
             log.info("stopping")
             server.stop(_GRACE_SECONDS).wait()
+            service.close()
 
 
 def _check_mode(sock: Path) -> None:

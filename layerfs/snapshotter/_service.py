@@ -36,6 +36,10 @@ LIST_BATCH = 100
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class _Stopping(Exception):
+    """A request reached the service after ``close``."""
+
+
 def _rpc(method: F) -> F:
     """Run ``method`` under the store lock; turn layerfs errors into gRPC status codes."""
 
@@ -45,7 +49,11 @@ def _rpc(method: F) -> F:
         try:
             with self._lock:
                 waited = time.perf_counter()
+                if self._closed:
+                    raise _Stopping
                 return method(self, request, context)
+        except _Stopping:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "layerfs serve is stopping; retry")
         except errors.LayerfsError as exc:
             code = status_of(exc)
             log.debug("%s: %s: %s", method.__name__, code.name, exc)
@@ -77,7 +85,17 @@ class SnapshotsService:
         self._store = store
         self._pb = pb
         self._lock = threading.Lock()
+        self._closed = False
         self._premounts = Premounts(store)
+
+    def close(self) -> None:
+        """Wait for the request running now, then answer UNAVAILABLE to any later one.
+
+        gRPC's stop gives running requests a grace period and then returns
+        without them; one still running would otherwise meet a closed store.
+        """
+        with self._lock:
+            self._closed = True
 
     def _mounts(self, key: str, mounts: list[Any]) -> list[dict[str, Any]]:
         return mount_messages(self._premounts.for_containerd(key, mounts))

@@ -232,3 +232,28 @@ server.stop(0)
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_a_request_after_close_is_told_to_retry(tmp_path: Path) -> None:
+    from layerfs import Store
+    from layerfs.snapshotter._service import SnapshotsService
+
+    class Aborted(Exception):
+        pass
+
+    class Context:
+        code: grpc.StatusCode | None = None
+
+        def abort(self, code: grpc.StatusCode, details: str) -> None:
+            self.code = code
+            raise Aborted(details)
+
+    pb, _ = _proto.load()
+    with Store(tmp_path / "store", driver="copy") as store:
+        service = SnapshotsService(store, pb)
+        service.close()
+        context = Context()
+        with pytest.raises(Aborted, match="stopping"):
+            service.Prepare(pb.PrepareSnapshotRequest(key="k"), context)
+        assert context.code == grpc.StatusCode.UNAVAILABLE
+        assert list(store.walk()) == []

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -225,6 +226,33 @@ class Containerd:
         return subprocess.run(
             cmd, capture_output=True, text=True, env=_env(), timeout=600, stdin=subprocess.DEVNULL
         )
+
+    def run_output(self, image: str, snapshotter: str, script: str, attempts: int = 3) -> str:
+        """The whole standard output of ``sh -ec script`` in a fresh container.
+
+        A runtime can lose the tail of a container's output when the process
+        exits at once (containerd and docker both have such reports, and
+        ``ctr run`` did so here under load). The script's output is kept in a
+        file in the container and printed with its byte count after it; a run
+        whose output came short is run again, up to ``attempts`` times.
+
+        Raises:
+            AssertionError: the script failed, or every run's output came short.
+        """
+        wrapped = (
+            f"( {script} ) > /tmp/.layerfs-out\n"
+            'cat /tmp/.layerfs-out; echo "__END__ $(wc -c < /tmp/.layerfs-out)"'
+        )
+        tail = ""
+        for _ in range(attempts):
+            name = f"c-{uuid.uuid4().hex[:10]}"
+            res = self.run(image, name, snapshotter, "sh", "-ec", wrapped)
+            assert res.returncode == 0, f"container failed ({res.returncode}): {res.stderr}"
+            body, sep, end = res.stdout.rpartition("__END__ ")
+            if sep and end.strip().isdigit() and int(end) == len(body.encode()):
+                return body
+            tail = res.stdout[-200:]
+        raise AssertionError(f"the container's output came short {attempts} times: {tail!r}")
 
     def _clear(self) -> None:
         for task in self.ctr("tasks", "ls", "-q", check=False).split():

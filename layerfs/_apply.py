@@ -211,7 +211,11 @@ class _Applier:
             os.symlink(member.linkname, real)
             _set_metadata(real, member)
         elif source is not None:
-            os.link(self.target.link_source(source[0]), real, follow_symlinks=False)
+            linked = self.target.link_source(source[0])
+            # Copying a lower link target up also copies up its other names,
+            # and this very name may be one of them: clear it again.
+            real = self.target.new_path(path)
+            os.link(linked, real, follow_symlinks=False)
         elif member.ischr() or member.isblk() or member.isfifo():
             if not member.isfifo() and not _PRIVILEGED:
                 raise errors.Unsupported(
